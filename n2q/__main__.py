@@ -1,0 +1,3 @@
+from n2q.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The two kinds of failure n2q distinguishes.
+
+A :class:`UserError` is something the user can fix (INI, option, data, weights): the CLI prints
+it as ONE line and exits with status 2, without a traceback unless ``--debug``. Anything else is
+an internal error (exit 1, traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem in the user's input, rendered ``FILE:LINE: [SECTION] KEY: message``.
+
+    Every part of the location is optional; give as many as are known so that the user can go
+    straight to the offending line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.section = section
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        if self.section is not None:
+            where += f"[{self.section}] "
+        if self.key:
+            where += f"{self.key}: "
+        return f"{where}{self.message}"
+
+
+def notice(message: str) -> None:
+    """Print an informational line (unused sections, missing weights files...) to stderr."""
+    import sys
+
+    print(f"Notice: {message}", file=sys.stderr)
+
+
+def warning(message: str) -> None:
+    import sys
+
+    print(f"Warning: {message}", file=sys.stderr)
