@@ -55,3 +55,16 @@ def warning(message: str) -> None:
     import sys
 
     print(f"Warning: {message}", file=sys.stderr)
+
+
+# Set by the CLI's --debug (or N2Q_DEBUG=1 in the environment): debug() lines are shown only then.
+DEBUG = False
+
+
+def debug(message: str) -> None:
+    """Print a diagnostic line (e.g. an inherited key overridden) only in debug mode."""
+    import os
+    import sys
+
+    if DEBUG or os.environ.get("N2Q_DEBUG", "") not in ("", "0"):
+        print(f"Debug: {message}", file=sys.stderr)

@@ -43,6 +43,8 @@ class Section:
         self.entries: dict[str, Entry] = {}
         self.variables: dict[str, Entry] = {}
         self.used = False
+        self.index = -1  # position in file order, set by Config.add_section
+        self.parent: str | None = None  # the template section that generated this one
 
     # -- merged view -------------------------------------------------------------------------
     def _config_sections(self) -> list[Section]:
@@ -50,8 +52,8 @@ class Section:
         entry = self.entries.get("ConfigSection")
         if entry is None:
             return []
-        names = [n.strip() for n in self.config.resolve(entry.value, self, "ConfigSection")
-                 .replace(",", " ").split() if n.strip()]
+        text = self.config.resolve(entry.value, self, "ConfigSection", entry)
+        names = text.replace(",", " ").split()
         found = []
         for n in names:
             sec = self.config.get(n)
@@ -86,53 +88,92 @@ class Section:
 
     def error(self, key: str | None, message: str) -> UserError:
         file, line = self.line_of(key)
-        return UserError(message, file=file, line=line, section=self.name, key=key)
+        return UserError(message, file=file, line=line, section=self.name or None, key=key)
 
     # -- typed reads -------------------------------------------------------------------------
     def str(self, key: str, default: Any = REQUIRED) -> Any:
+        """The resolved text of ``key`` (``default`` when absent; UserError if required).
+
+        A ``${NAME}`` that is neither an INI variable nor an environment variable is an error
+        here (an environment variable is left for :meth:`path` to expand)."""
+        text = self._resolved(key, default)
+        if text is not default and "${" in text:
+            from n2q.config.expand import env_lookup, unresolved_variables
+
+            for name in unresolved_variables(text, braced_only=True):
+                if env_lookup(name) is None:
+                    raise self._undefined(key, name)
+        return text
+
+    def _resolved(self, key: str, default: Any) -> Any:
         self.used = True
+        self._config_sections()  # a read uses the ConfigSections too (and checks they exist)
         entry = self.entry(key)
         if entry is None:
             if default is REQUIRED:
-                raise self.error(None, f"missing key {key}: add {key}=... to this section")
+                close = difflib.get_close_matches(key, self.keys(), n=1, cutoff=0.8)
+                hint = f" (is {close[0]} a misspelling?)" if close else ""
+                raise self.error(None, f"missing key {key}{hint}: add {key}=... to this "
+                                       "section")
             return default
         return self.config.resolve(entry.value, self, key, entry)
+
+    def _undefined(self, key: str, name: str) -> UserError:
+        from n2q.config.expand import undefined_variable_error
+
+        return self.error(key, undefined_variable_error(name, self).message)
+
+    def _typed(self, key: str, default: Any) -> tuple[bool, Any]:
+        """(present, resolved text) for a typed read: an ``${VAR}`` left in the text is an
+        undefined variable, reported here rather than as "not a number"."""
+        if self.entry(key) is None:
+            return False, self._resolved(key, default)
+        text = self._resolved(key, REQUIRED).strip()
+        from n2q.config.expand import unresolved_variables
+
+        names = unresolved_variables(text, braced_only=True)
+        if names:
+            raise self._undefined(key, names[0])
+        return True, text
 
     def _convert(self, key: str, text: str, kind: str) -> Any:
         try:
             if kind == "int":
-                value = float(text) if any(c in text for c in ".eE") and not text.lstrip(
-                    "+-").isdigit() else int(text)
-                if isinstance(value, float):
-                    if not math.isfinite(value):
-                        raise ValueError
-                    if value != int(value):
-                        from n2q.errors import notice
-
-                        file, line = self.line_of(key)
-                        notice(f"{file}:{line}: [{self.name}] {key}: {text} is not an "
-                               f"integer, using {int(value)}")
-                    value = int(value)
-                return value
+                return self._to_int(key, text)
             return float(text)
         except ValueError:
-            raise self.error(key, f"'{text}' is not a{'n integer' if kind == 'int' else ' number'}"
-                             ) from None
+            what = "an integer" if kind == "int" else "a number"
+            raise self.error(key, f"'{text}' is not {what}") from None
+
+    def _to_int(self, key: str, text: str) -> int:
+        """N2D2 models divide with Python 2 semantics (``$([sp]_EpochSize * 120 / 256)``): an
+        integer key given a float takes its integer part (with a notice if it had decimals)."""
+        text = text.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        if value != int(value):
+            file, line = self.line_of(key)
+            # once per written line: a ConfigSection key is read by every cell using it
+            self.config.notice_once((file, line), f"{file}:{line}: [{self.name}] {key}: "
+                                                  f"{text} is not an integer, using {int(value)}")
+        return int(value)
 
     def int(self, key: str, default: Any = REQUIRED) -> Any:
-        text = self.str(key, default)
-        return text if text is default and key not in self else self._convert(key, text, "int")
+        present, text = self._typed(key, default)
+        return self._convert(key, text, "int") if present else text
 
     def float(self, key: str, default: Any = REQUIRED) -> Any:
-        text = self.str(key, default)
-        return text if text is default and key not in self else self._convert(
-            key, text, "float")
+        present, text = self._typed(key, default)
+        return self._convert(key, text, "float") if present else text
 
     def bool(self, key: str, default: Any = REQUIRED) -> Any:
-        text = self.str(key, default)
-        if text is default and key not in self:
-            return default
-        low = text.strip().lower()
+        present, text = self._typed(key, default)
+        if not present:
+            return text
+        low = text.lower()
         if low in _TRUE:
             return True
         if low in _FALSE:
@@ -141,45 +182,52 @@ class Section:
         try:
             return float(low) != 0.0
         except ValueError:
-            raise self.error(key, f"'{text}' is not a boolean: use 0 or 1") from None
+            raise self.error(key, f"'{text}' is not a boolean: use 0 or 1 (or true/false, "
+                                  "yes/no)") from None
 
     def strs(self, key: str, default: Any = REQUIRED) -> Any:
-        text = self.str(key, default)
-        if text is default and key not in self:
-            return default
-        return text.split()
+        present, text = self._typed(key, default)
+        return text.split() if present else text
 
     def floats(self, key: str, default: Any = REQUIRED) -> Any:
-        words = self.strs(key, default)
-        if words is default and key not in self:
-            return default
-        return [self._convert(key, w, "float") for w in words]
+        present, text = self._typed(key, default)
+        return [self._convert(key, w, "float") for w in text.split()] if present else text
 
     def ints(self, key: str, default: Any = REQUIRED) -> Any:
-        words = self.strs(key, default)
-        if words is default and key not in self:
-            return default
-        return [self._convert(key, w, "int") for w in words]
+        present, text = self._typed(key, default)
+        return [self._convert(key, w, "int") for w in text.split()] if present else text
 
     def enum(self, key: str, choices: Sequence[str], default: Any = REQUIRED) -> Any:
-        text = self.str(key, default)
-        if text is default and key not in self:
-            return default
-        if text not in choices:
+        present, text = self._typed(key, default)
+        if present and text not in choices:
             hint = _did_you_mean(text, choices)
             raise self.error(key, f"unknown value '{text}'{hint}; valid: {', '.join(choices)}")
         return text
 
     def path(self, key: str, default: Any = REQUIRED, base: str | Path | None = None) -> Any:
-        text = self.str(key, default)
-        if text is default and key not in self:
-            return default
-        from n2q.config.expand import expand_env
-
-        p = Path(expand_env(text)).expanduser()
+        """A path: environment variables expanded (``${N2D2_DATA}`` = ``${N2Q_DATA}``),
+        ``~`` expanded, a relative path joined to ``base`` when given."""
+        present, text = self._typed_path(key, default)
+        if not present:
+            return text
+        p = Path(text).expanduser()
         if base is not None and not p.is_absolute():
             p = Path(base) / p
         return p
+
+    def _typed_path(self, key: str, default: Any) -> tuple[bool, Any]:
+        if self.entry(key) is None:
+            return False, self._resolved(key, default)
+        from n2q.config.expand import expand_env, unresolved_variables
+
+        text = expand_env(self._resolved(key, REQUIRED).strip())
+        names = unresolved_variables(text)
+        if names:
+            name = names[0]
+            alias = {"N2D2_DATA": "N2Q_DATA", "N2D2_MODELS": "N2Q_MODELS"}.get(name, name)
+            raise self.error(key, f"${{{name}}} is neither an INI variable nor an environment "
+                                  f"variable: define ${name}=... in the INI or export {alias}")
+        return True, text
 
     def subkeys(self, prefix: str) -> list[str]:
         return [k[len(prefix):] for k in self.keys() if k.startswith(prefix)]
@@ -210,11 +258,13 @@ class Config:
         self.path = Path(path)
         self.globals = Section(self, "", [], str(self.path), 0)
         self._sections: dict[str, Section] = {}
+        self._order: list[Section] = []
+        self._noticed: set[object] = set()
         self.generated: dict[tuple[str, str], Any] = {}
 
     @property
     def sections(self) -> list[Section]:
-        return list(self._sections.values())
+        return list(self._order)
 
     def add_section(self, section: Section) -> None:
         if section.name in self._sections:
@@ -222,7 +272,9 @@ class Config:
             raise UserError(f"section defined twice (first at {first.file}:{first.line}); "
                             "rename one of them", file=section.file, line=section.line,
                             section=section.name)
+        section.index = len(self._sections)
         self._sections[section.name] = section
+        self._order.append(section)
 
     def get(self, name: str) -> Section | None:
         return self._sections.get(name)
@@ -241,15 +293,27 @@ class Config:
         """Publish a generator-set key such as ``[sp]_EpochSize`` or ``[conv1]_NbOutputs``."""
         self.generated[(section, key)] = value
 
+    def notice_once(self, what: object, message: str) -> None:
+        """A notice printed once per ``what`` for this configuration."""
+        if what not in self._noticed:
+            self._noticed.add(what)
+            from n2q.errors import notice
+
+            notice(message)
+
     def unused_sections(self) -> list[str]:
         return [s.name for s in self.sections if not s.used]
 
     def previous_section(self, section: Section) -> Section | None:
-        names = list(self._sections)
-        if section.name not in names:
+        """The section before ``section`` in file order (``${PREV_SECTION_NAME}``). Like N2D2,
+        the first section rendered by a template skips the template section itself."""
+        i = section.index
+        if i <= 0 or self._order[i] is not section:
             return None
-        i = names.index(section.name)
-        return self._sections[names[i - 1]] if i > 0 else None
+        prev = self._order[i - 1]
+        if section.parent is not None and prev.name == section.parent and i >= 2:
+            prev = self._order[i - 2]
+        return prev
 
     def resolve(self, text: str, section: Section, key: str, entry: Entry | None = None) -> str:
         from n2q.config.expand import resolve_value
