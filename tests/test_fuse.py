@@ -1,0 +1,356 @@
+"""fuse_sat on a small residual network (fusion.md "What the tests must show").
+
+The network is built from an INI by n2q.net, trained a few steps on random data with plain
+PyTorch SGD (so BatchNorm statistics and SAT alphas move), then fused. The fake-quant network
+is the reference: same class on every sample, every fused activation an integer level in
+[0, R] equal to the fake-quant level except for rare rounding ties, logits to float tolerance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from n2q.config import load_config
+from n2q.errors import UserError
+from n2q.net import build_network
+from n2q.quant.fuse import fuse_sat, load_fused, save_fused
+
+RESNET_INI = """
+[sp]
+SizeX=8
+SizeY=8
+NbChannels=3
+BatchSize=16
+
+[Conv_def]
+Type=Conv
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=15
+KernelDims=3 3
+Padding=1
+NoBias=1
+
+[Bn_def]
+Type=BatchNorm
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=4.0
+QAct.Range=15
+
+[conv1] Conv_def
+Input=sp
+NbOutputs=8
+QWeight.Range=255
+NoBias=0
+
+[bn1] Bn_def
+Input=conv1
+NbOutputs=8
+
+[conv2] Conv_def
+Input=bn1
+NbOutputs=8
+QWeight.Range=7
+QWeight.ApplyScaling=1
+NoBias=0
+
+[bn2] Bn_def
+Input=conv2
+NbOutputs=8
+QAct.Range=7
+
+[conv3] Conv_def
+Input=bn2
+NbOutputs=8
+QWeight.QuantMode=Symmetric
+
+[bn3] Bn_def
+Input=conv3
+NbOutputs=8
+QAct.Alpha=3.0
+
+[sum1]
+Input=bn3,bn1
+Type=ElemWise
+NbOutputs=8
+Operation=Sum
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=5.0
+QAct.Range=15
+
+[pool1]
+Input=sum1
+Type=Pool
+PoolDims=2 2
+Stride=2
+Pooling=Max
+NbOutputs=8
+Mapping.Size=1
+
+[pad1]
+Input=pool1
+Type=Padding
+NbOutputs=8
+TopPadding=1
+BottomPadding=1
+LeftPadding=1
+RightPadding=1
+
+[conv4] Conv_def
+Input=pad1
+NbOutputs=8
+QWeight.Range=4
+Padding=0
+
+[bn4] Bn_def
+Input=conv4
+NbOutputs=8
+QAct.Range=255
+QAct.Alpha=6.0
+
+[sum2]
+Input=bn4,pool1
+Type=ElemWise
+NbOutputs=8
+Operation=Sum
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=6.0
+QAct.Range=15
+
+[fc]
+Input=sum2
+Type=Fc
+NbOutputs=5
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=255
+QWeight.ApplyScaling=1
+
+[softmax]
+Input=fc
+Type=Softmax
+NbOutputs=5
+WithLoss=1
+
+[softmax.Target]
+"""
+
+SHAPE = (3, 8, 8)
+
+
+def build(tmp_path: Path, text: str = RESNET_INI, name: str = "res.ini"):
+    ini = tmp_path / name
+    ini.write_text(text)
+    return build_network(load_config(ini), SHAPE)
+
+
+def stimuli(n: int, seed: int) -> torch.Tensor:
+    """Random [0, 1] images on the 1/255 grid (the fused input is round(255 x))."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, *SHAPE), generator=g).float() / 255
+
+
+def train_briefly(net, steps: int = 25, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    net.train()
+    for step in range(steps):
+        x = stimuli(32, 1000 + step)
+        label = torch.randint(0, 5, (32,), generator=g)
+        loss = F.cross_entropy(net(x)["softmax"].flatten(1), label)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+
+
+@torch.no_grad()
+def make_special_channels(net) -> None:
+    """Negative gammas on some channels, and a dead channel (var 0, zero weights: f = 0)."""
+    for bn in ("bn1", "bn2", "bn3", "bn4"):
+        net.cells[bn].weight[1::3] *= -1
+    net.cells["conv3"].weight[0] = 0.0  # Symmetric: 0 maps to the level 0
+    net.cells["bn3"].running_mean[0] = 0.0
+    net.cells["bn3"].running_var[0] = 0.0
+    net.cells["bn3"].bias[0] = 1.1
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    net = build(tmp_path_factory.mktemp("res"))
+    train_briefly(net)
+    make_special_channels(net)
+    return net
+
+
+def compare(net, fused, x: torch.Tensor) -> dict[str, float]:
+    """Levels, tie share, logits and argmax of fused vs fake-quant on stimuli x."""
+    with torch.no_grad():
+        fake = net.forward_all(x)
+        values = fused.forward_all(x)
+        logits_fake = net(x)["softmax"].flatten(1)
+        logits_fused = fused(x)["softmax"].flatten(1)
+    assert fused.check_integer_outputs(values) == []
+    differing = total = 0
+    max_level_diff = 0
+    for node in fused.integer_nodes():
+        domain = fused.domains[node]
+        reference = fake[fused.source_cell(node)].double() * domain.range / domain.alpha
+        levels = torch.round(reference)
+        assert (reference - levels).abs().max() < 1e-3  # the fake-quant output is on the grid
+        diff = (values[node].double() - levels).abs()
+        max_level_diff = max(max_level_diff, float(diff.max()))
+        differing += int((diff != 0).sum())
+        total += diff.numel()
+    return {
+        "share": differing / total,
+        "max_level_diff": max_level_diff,
+        "max_logit_diff": float((logits_fake - logits_fused).abs().max()),
+        "same_class": float((logits_fake.argmax(1) == logits_fused.argmax(1)).float().mean()),
+        "logit_scale": float(logits_fake.abs().max()),
+    }
+
+
+def test_residual_network_fuses_completely(trained) -> None:
+    fused, float_lines = fuse_sat(trained)
+    assert float_lines == []
+    assert list(fused.cells) == [
+        "conv1",
+        "conv2",
+        "conv3",
+        "sum1",
+        "pool1",
+        "pad1",
+        "conv4",
+        "sum2",
+        "fc",
+        "softmax",
+    ]
+    assert all(not n.startswith("bn") for n in fused.cells)
+    assert fused.alias["bn3"] == "conv3"
+    weights = [fused.cells[n].weight for n in ("conv1", "conv2", "conv3", "conv4", "fc")]
+    assert all(w.dtype in (torch.int8, torch.int16) for w in weights)
+    assert int(fused.cells["conv2"].weight.abs().max()) <= 7  # R=7 Default: W' = 2k - 7
+    assert int(fused.cells["conv4"].weight.abs().max()) <= 2  # R=4 Default: W' = k - 2
+
+
+def test_residual_network_matches_fake_quant(trained) -> None:
+    fused, _ = fuse_sat(trained)
+    stats = compare(trained, fused, stimuli(600, 7))
+    print(f"\nresidual net, 600 samples: {stats}")
+    assert stats["same_class"] == 1.0
+    assert stats["share"] < 1e-4
+    assert stats["max_level_diff"] <= 1
+    assert stats["max_logit_diff"] <= 1e-4 * max(1.0, stats["logit_scale"])
+
+
+def test_residual_network_equals_float64_fake_quant(trained) -> None:
+    """The integer network is exact: against the fake-quant network computed in float64, no
+    activation level differs (the rare flips against float32 are float32's own rounding)."""
+    import copy
+
+    fused, _ = fuse_sat(trained)
+    net64 = copy.deepcopy(trained).double()
+    x = stimuli(300, 8)
+    with torch.no_grad():
+        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
+    for node in fused.integer_nodes():
+        domain = fused.domains[node]
+        levels = torch.round(reference[fused.source_cell(node)] * domain.range / domain.alpha)
+        assert torch.equal(values[node].double(), levels), node
+
+
+def test_dead_channel_and_negative_gamma_are_exercised(trained) -> None:
+    fused, _ = fuse_sat(trained)
+    assert fused.cells["conv3"].scaling[0].item() == 1.0  # dead channel: constant q(beta)
+    assert int(fused.cells["conv3"].weight[0].abs().sum()) == 0
+    values = fused.forward_all(stimuli(4, 3))
+    alpha = float(trained.cells["bn3"].act_quantizer.alpha.detach().abs())
+    level = round(1.1 * 15 / alpha)
+    assert torch.all(values["conv3"][:, 0] == min(level, 15))
+    assert (trained.cells["bn2"].weight < 0).any()
+
+
+def test_save_and_load_round_trip(trained, tmp_path: Path) -> None:
+    fused, _ = fuse_sat(trained)
+    folder = save_fused(fused, tmp_path / "weights_quantized")
+    names = {p.name for p in folder.iterdir()}
+    assert {
+        "conv1_weights.syntxt",
+        "conv1_biases.syntxt",
+        "conv1_scaling.syntxt",
+        "conv1_clip.syntxt",
+        "sum1_scaling.syntxt",
+        "sum1_clip.syntxt",
+        "sum1_weights.syntxt",
+        "fc_weights.syntxt",
+        "fc_scaling.syntxt",
+    } <= names
+    assert not any(n.startswith("bn") for n in names)
+    assert "fc_clip.syntxt" not in names  # float logits: no clip
+    first = (folder / "conv2_weights.syntxt").read_text().split()
+    assert all(v.lstrip("-").isdigit() for v in first)  # integers as written
+    # A fresh network from the same INI (random weights, initial alphas): every value of the
+    # fused network must come from the folder.
+    fresh = build(tmp_path, name="fresh.ini")
+    loaded = load_fused(fresh, folder)
+    x = stimuli(64, 11)
+    with torch.no_grad():
+        a, b = fused.forward_all(x), loaded.forward_all(x)
+    for node in fused.cells:
+        assert torch.equal(a[node], b[node]), node
+
+
+def test_load_refuses_non_integer_weights(trained, tmp_path: Path) -> None:
+    fused, _ = fuse_sat(trained)
+    folder = save_fused(fused, tmp_path / "wq")
+    path = folder / "conv2_weights.syntxt"
+    values = path.read_text().split("\n")
+    values[0] = values[0].replace("-", "-0.5", 1) if "-" in values[0] else "0.5 " + values[0]
+    path.write_text("\n".join(values))
+    with pytest.raises(UserError, match="conv2"):
+        load_fused(build(tmp_path, name="again.ini"), folder)
+
+
+def test_unfusable_cells_stay_float_and_are_listed(tmp_path: Path) -> None:
+    text = RESNET_INI.replace(
+        "[conv2] Conv_def\nInput=bn1\nNbOutputs=8\nQWeight.Range=7\nQWeight.ApplyScaling=1",
+        "[conv2] Conv_def\nInput=bn1\nNbOutputs=8\nQWeight.Range=7\nQWeight.ApplyQuantization=0",
+    )
+    text = text.replace(
+        "PoolDims=2 2\nStride=2\nPooling=Max", "PoolDims=2 2\nStride=2\nPooling=Average"
+    )
+    torch.manual_seed(1)
+    net = build(tmp_path, text)
+    train_briefly(net, steps=5)
+    fused, lines = fuse_sat(net)
+    listed = {line.split(":")[0] for line in lines}
+    # an average pool makes the float reach pad1, conv4 + bn4 and sum2; bn4's and sum2's SAT outputs
+    # are integer levels again, so fc is fused
+    assert listed == {"conv2", "bn2", "pool1", "pad1", "conv4", "bn4", "sum2"}, lines
+    assert any("ApplyQuantization=0" in line for line in lines)
+    assert any("Average" in line for line in lines)
+    assert "bn2" in fused.cells  # not folded: its conv stays float
+    assert fused.steps[-2].name == "fc" and fused.steps[-2].kind == "linear"
+    stats = compare(net, fused, stimuli(200, 5))
+    assert stats["same_class"] == 1.0
+    assert stats["share"] < 1e-3
+
+
+def test_graph_without_batchnorm_and_quantizers(trained, tmp_path: Path) -> None:
+    from n2q.io.graph import draw_graph
+
+    fused, _ = fuse_sat(trained)
+    written = draw_graph(fused, tmp_path / "res.ini")
+    dot = (tmp_path / "res.ini.dot").read_text()
+    assert "conv1" in dot and "sum2" in dot
+    assert "BatchNorm" not in dot and "SAT" not in dot
+    assert any(p.suffix == ".png" and p.exists() for p in written)

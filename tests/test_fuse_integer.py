@@ -1,0 +1,289 @@
+"""The integer arithmetic of fusion.md on hand-computed values and a float64 fake-quant reference.
+
+The reference below is written from quant.md / fusion.md formulas in plain PyTorch (SAT weights
+and activations, BatchNorm in inference), independently of n2q's cells and quantizers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from n2q.quant.integer import (
+    IntegerElemWise,
+    IntegerLinearLayer,
+    Rescale,
+    accumulator_dtype,
+    bn_factor,
+    conv_bn_act_rescale,
+    elemwise_rescale,
+    fc_rescale,
+    integer_weights,
+    quantize_input,
+    requantize,
+    weight_scale,
+)
+
+
+def sat_weights(w: torch.Tensor, r: int, mode: str) -> torch.Tensor:
+    """quant.md SAT weights (no scaling), float64."""
+    t = torch.tanh(w.double())
+    m = t.abs().max()
+    if mode == "Default":
+        q = (t / m + 1) / 2
+        return 2 * torch.round(r * q) / r - 1
+    half = r // 2
+    return torch.round(half * t / m) / half
+
+
+def sat_act(y: torch.Tensor, alpha: float, r: int) -> torch.Tensor:
+    """quant.md SAT activation: a * round(R * clamp(y, 0, a) / a) / R."""
+    return alpha * torch.round(r * torch.clamp(y, 0, alpha) / alpha) / r
+
+
+# --- W_s ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "r, mode, expected",
+    [
+        (1, "Default", 1),
+        (2, "Default", 1),
+        (3, "Default", 3),
+        (15, "Default", 15),  # N2D2's 4-bit special case: W' = 2k - 15
+        (16, "Default", 8),
+        (255, "Default", 255),
+        (1, "Symmetric", 1),
+        (15, "Symmetric", 7),
+        (255, "Symmetric", 127),
+    ],
+)
+def test_weight_scale(r: int, mode: str, expected: int) -> None:
+    assert weight_scale(r, mode) == expected
+
+
+def test_weight_scale_refuses_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="Default"):
+        weight_scale(15, "Bogus")
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 7, 15, 16, 63, 127, 255])
+@pytest.mark.parametrize("mode", ["Default", "Symmetric"])
+def test_integer_weights_are_the_grid(r: int, mode: str) -> None:
+    if mode == "Symmetric" and r < 2:
+        pytest.skip("Symmetric needs R >= 2 (r = floor(R/2) >= 1)")
+    torch.manual_seed(r)
+    w_q = sat_weights(torch.randn(4, 3, 3, 3), r, mode).float()
+    w_s = weight_scale(r, mode)
+    w_int = integer_weights(w_q, w_s)
+    assert w_int.dtype in (torch.int8, torch.int16)
+    torch.testing.assert_close(w_int.double() / w_s, w_q.double(), rtol=0, atol=1e-6)
+    assert w_int.abs().max().item() == w_s  # the extreme weight lands on +-W_s
+    assert len(torch.unique(w_int)) <= r + 1
+
+
+def test_integer_weights_sign_and_refusal() -> None:
+    w_q = torch.tensor([[1.0, -1 / 3], [1 / 3, -1.0]])
+    w_int = integer_weights(w_q, 3, torch.tensor([1.0, -1.0]))
+    assert w_int.tolist() == [[3, -1], [-1, 3]]
+    with pytest.raises(ValueError, match="grid"):
+        integer_weights(torch.tensor([[0.5, 0.1]]), 3)  # clamp-phase weights
+
+
+# --- Conv + BN + SAT activation, worked out by hand ---------------------------------------------
+def test_conv_bn_act_by_hand() -> None:
+    """Two output channels, 1x1 conv on two input channels (values worked out on paper).
+
+    Input (alpha_in, R_in) = (2, 4): x_int = [2, 4] is x = [1, 2]. R_w = 3 Default: W_s = 3.
+    Output (alpha_out, R_out) = (3, 6).
+    ch0: w_q = [1, 1/3], gamma 2, var 3, eps 1 -> f = 1; beta 0.5, mu 0.25:
+         z = 5/3, y = 23/12, y*R/a = 23/6 -> 4.  W' = [3, 1], acc = 10, B' = 1.5, C' = 18,
+         S' = 1/3: round(11.5/3) = 4.
+    ch1: w_q = [-1, -1/3], gamma -4 -> f = -2, sg = -1; beta 0.25, mu -1:
+         z = -5/3, y = 19/12 -> 19/6 -> 3.  W' = [3, 1], acc = 10, B' = -5.25, C' = 9,
+         S' = 2/3: round(4.75 * 2/3) = 3.
+    """
+    w_q = torch.tensor([[1.0, 1 / 3], [-1.0, -1 / 3]]).view(2, 2, 1, 1)
+    f = bn_factor(torch.tensor([2.0, -4.0]), torch.tensor([3.0, 3.0]), eps=1.0)
+    assert f.tolist() == [1.0, -2.0]
+    w_int = integer_weights(w_q, weight_scale(3), torch.sign(f))
+    assert w_int.view(2, 2).tolist() == [[3, 1], [3, 1]]
+    rescale = conv_bn_act_rescale(
+        f,
+        torch.tensor([0.5, 0.25]),
+        torch.tensor([0.25, -1.0]),
+        torch.zeros(2),
+        alpha_in=2.0,
+        range_in=4,
+        alpha_out=3.0,
+        range_out=6,
+        w_s=3,
+    )
+    torch.testing.assert_close(rescale.bias, torch.tensor([1.5, -5.25], dtype=torch.float64))
+    torch.testing.assert_close(rescale.clip, torch.tensor([18.0, 9.0], dtype=torch.float64))
+    torch.testing.assert_close(rescale.scaling, torch.tensor([1 / 3, 2 / 3], dtype=torch.float64))
+    layer = IntegerLinearLayer("Conv", w_int, rescale, range_in=4, range_out=6)
+    x_int = torch.tensor([2, 4], dtype=torch.uint8).view(1, 2, 1, 1)
+    assert layer.accumulate(x_int).view(2).tolist() == [10.0, 10.0]
+    y = layer(x_int)
+    assert y.dtype == torch.uint8
+    assert y.view(2).tolist() == [4, 3]
+
+
+def test_dead_channel_outputs_quantized_beta() -> None:
+    """var <= 1e-12: f = 0, W' = 0 and the output is the constant q(beta)."""
+    f = bn_factor(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), eps=1e-5)
+    assert f[0].item() == 0.0
+    rescale = conv_bn_act_rescale(
+        f,
+        torch.tensor([1.3, 0.0]),
+        torch.zeros(2),
+        torch.zeros(2),
+        alpha_in=1.0,
+        range_in=255,
+        alpha_out=2.0,
+        range_out=15,
+        w_s=15,
+    )
+    acc = torch.zeros(1, 2, 1, 1)
+    # q(1.3) with alpha 2, R 15: round(1.3 * 7.5) = round(9.75) = 10
+    assert requantize(acc, rescale, 15)[0, 0].item() == 10
+
+
+# --- random blocks against the float64 fake-quant reference -------------------------------------
+def _reference_block(x_int, w_q, b, gamma, beta, mean, var, eps, a_in, r_in, a_out, r_out):
+    x = x_int.double() * (a_in / r_in)
+    z = F.conv2d(x, w_q.double(), b.double(), padding=1)
+    shape = (1, -1, 1, 1)
+    y = (z - mean.view(shape)) * (gamma / torch.sqrt(var + eps)).view(shape) + beta.view(shape)
+    return torch.round(sat_act(y, a_out, r_out) * (r_out / a_out))
+
+
+@pytest.mark.parametrize(
+    "r_w, mode",
+    [
+        (255, "Default"),
+        (15, "Default"),
+        (4, "Default"),
+        (1, "Default"),
+        (15, "Symmetric"),
+        (255, "Symmetric"),
+    ],
+)
+@pytest.mark.parametrize("r_in, r_out", [(255, 15), (15, 15), (7, 255)])
+def test_conv_bn_act_matches_fake_quant(r_w: int, mode: str, r_in: int, r_out: int) -> None:
+    g = torch.Generator().manual_seed(r_w * 1000 + r_in + r_out)
+    c_in, c_out = 5, 8
+    w_q = sat_weights(torch.randn(c_out, c_in, 3, 3, generator=g), r_w, mode)
+    b = torch.randn(c_out, generator=g, dtype=torch.float64) * 0.3
+    gamma = torch.randn(c_out, generator=g, dtype=torch.float64)  # about half negative
+    gamma[0] = -abs(gamma[0].item())
+    beta = torch.randn(c_out, generator=g, dtype=torch.float64)
+    mean = torch.randn(c_out, generator=g, dtype=torch.float64)
+    var = torch.rand(c_out, generator=g, dtype=torch.float64) * 4 + 0.1
+    a_in, a_out, eps = 2.7, 3.3, 1e-5
+    x_int = torch.randint(0, r_in + 1, (3, c_in, 6, 6), generator=g)
+
+    f = bn_factor(gamma, var, eps)
+    w_s = weight_scale(r_w, mode)
+    w_int = integer_weights(w_q, w_s, torch.sign(f))
+    rescale = conv_bn_act_rescale(
+        f, beta, mean, b, alpha_in=a_in, range_in=r_in, alpha_out=a_out, range_out=r_out, w_s=w_s
+    )
+    layer = IntegerLinearLayer(
+        "Conv", w_int, rescale, range_in=r_in, range_out=r_out, padding=(1, 1)
+    )
+    y = layer(x_int.to(torch.uint8))
+    expected = _reference_block(
+        x_int, w_q, b, gamma, beta, mean, var, eps, a_in, r_in, a_out, r_out
+    )
+    assert y.dtype == torch.uint8
+    assert int(y.max()) <= r_out
+    assert torch.equal(y.long(), expected.long())
+    assert expected.max() > 0 and (expected == 0).any()  # both clip ends exercised
+
+
+def test_accumulator_dtype_bound() -> None:
+    small = torch.full((2, 16, 5, 5), 15, dtype=torch.int8)  # 400 * 15 * 255 < 2^24
+    assert accumulator_dtype(small, 255) == torch.float32
+    big = torch.full((2, 16, 5, 5), 255, dtype=torch.int16)  # 400 * 255 * 255 > 2^24
+    assert accumulator_dtype(big, 255) == torch.float64
+
+
+def test_float64_accumulator_is_exact_beyond_float32() -> None:
+    w = torch.full((1, 300), 255, dtype=torch.int16)
+    layer = IntegerLinearLayer(
+        "Fc",
+        w,
+        Rescale(torch.zeros(1, dtype=torch.float64), None, torch.ones(1, dtype=torch.float64)),
+        range_in=255,
+        range_out=None,
+    )
+    x = torch.full((1, 300), 255, dtype=torch.uint8)
+    x[0, 0] = 254
+    assert layer.acc_dtype == torch.float64
+    # 299 * 255 * 255 + 254 * 255 = 19507245 (odd, above 2^24: not representable in float32)
+    assert layer.accumulate(x).flatten().item() == 19507245
+
+
+# --- Fc -----------------------------------------------------------------------------------------
+def test_fc_float_logits_and_quantized_output() -> None:
+    g = torch.Generator().manual_seed(3)
+    w_q = sat_weights(torch.randn(4, 10, generator=g), 255, "Default")
+    n_out = 4
+    s = torch.sqrt(w_q.var(unbiased=True) * n_out).item()  # ApplyScaling divisor
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    a_in, r_in = 1.5, 15
+    x_int = torch.randint(0, r_in + 1, (6, 10), generator=g)
+    reference = (x_int.double() * a_in / r_in) @ (w_q / s).T + b
+    w_s = weight_scale(255)
+    w_int = integer_weights(w_q, w_s)
+    logits = IntegerLinearLayer(
+        "Fc",
+        w_int,
+        fc_rescale(b, alpha_in=a_in, range_in=r_in, w_s=w_s, weight_scaling=s),
+        range_in=r_in,
+        range_out=None,
+    )(x_int.to(torch.uint8))
+    assert logits.dtype == torch.float32
+    assert logits.shape == (6, 4, 1, 1)
+    torch.testing.assert_close(logits.double().flatten(1), reference, rtol=1e-6, atol=1e-6)
+    a_out, r_out = 0.8, 15
+    quantized = IntegerLinearLayer(
+        "Fc",
+        w_int,
+        fc_rescale(
+            b,
+            alpha_in=a_in,
+            range_in=r_in,
+            w_s=w_s,
+            weight_scaling=s,
+            alpha_out=a_out,
+            range_out=r_out,
+        ),
+        range_in=r_in,
+        range_out=r_out,
+    )(x_int.to(torch.uint8))
+    expected = torch.round(sat_act(reference, a_out, r_out) * r_out / a_out)
+    assert torch.equal(quantized.long().flatten(1), expected.long())
+
+
+# --- residual Sum -------------------------------------------------------------------------------
+def test_elemwise_sum_rescales_second_branch() -> None:
+    g = torch.Generator().manual_seed(4)
+    (a0, r0), (a1, r1), (a_out, r_out) = (2.0, 15), (3.1, 15), (4.2, 15)
+    i0 = torch.randint(0, r0 + 1, (2, 3, 4, 4), generator=g)
+    i1 = torch.randint(0, r1 + 1, (2, 3, 4, 4), generator=g)
+    coefficients, rescale = elemwise_rescale([(a0, r0), (a1, r1)], alpha_out=a_out, range_out=r_out)
+    assert coefficients[0] == 1.0
+    assert coefficients[1] == pytest.approx((r0 / a0) * (a1 / r1))
+    assert rescale.clip.item() == pytest.approx(a_out * r0 / a0)
+    assert rescale.scaling.item() == pytest.approx((r_out / a_out) / (r0 / a0))
+    y = IntegerElemWise(coefficients, rescale, r_out)(i0.to(torch.uint8), i1.to(torch.uint8))
+    float_sum = i0.double() * a0 / r0 + i1.double() * a1 / r1
+    expected = torch.round(sat_act(float_sum, a_out, r_out) * r_out / a_out)
+    assert torch.equal(y.long(), expected.long())
+
+
+def test_quantize_input() -> None:
+    x = torch.tensor([0.0, 1.0, 0.5, 1.2, -0.1, 3 / 255])
+    assert quantize_input(x).tolist() == [0, 255, 128, 255, 0, 3]

@@ -1,0 +1,188 @@
+"""Test-pass speed of the fused integer network vs the fake-quant network, same data, one run.
+
+    nice /work/venv/bin/python tools/bench_fused.py [--ini NET.ini] [--batches 20]
+        [--batch-size 256] [--threads N] [--repeat 3]
+
+Without --ini: the seed 004 LeNet (W4A4, conv1/fc2 8-bit weights, BatchNorm + SAT activations)
+with a residual block added, on random [0, 1] stimuli of its input shape. The BatchNorm
+statistics are set by a few training-mode passes so that activations are realistic. Both
+networks see the same batches (on the 1/255 grid); the script also reports how many
+predictions agree (with random weights, a few near-ties of the float32 fake-quant network can
+flip a class: the fused network equals the float64 fake-quant network, see tests/test_fuse.py).
+Timings are the best of --repeat passes over all batches, the two networks alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+BENCH_INI = """
+[Conv_def]
+Type=Conv
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=15
+NoBias=1
+
+[Bn_def]
+Type=BatchNorm
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=6.0
+QAct.Range=15
+
+[conv1] Conv_def
+Input=sp
+KernelDims=5 5
+NbOutputs=32
+QWeight.Range=255
+
+[bn1] Bn_def
+Input=conv1
+NbOutputs=32
+
+[pool1]
+Input=bn1
+Type=Pool
+PoolDims=2 2
+Stride=2
+Pooling=Max
+NbOutputs=32
+Mapping.Size=1
+
+[conv2] Conv_def
+Input=pool1
+KernelDims=3 3
+Padding=1
+NbOutputs=32
+
+[bn2] Bn_def
+Input=conv2
+NbOutputs=32
+
+[sum2]
+Input=bn2,pool1
+Type=ElemWise
+Operation=Sum
+NbOutputs=32
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=6.0
+QAct.Range=15
+
+[conv3] Conv_def
+Input=sum2
+KernelDims=5 5
+NbOutputs=64
+
+[bn3] Bn_def
+Input=conv3
+NbOutputs=64
+
+[pool3]
+Input=bn3
+Type=Pool
+PoolDims=2 2
+Stride=2
+Pooling=Max
+NbOutputs=64
+Mapping.Size=1
+
+[fc1]
+Input=pool3
+Type=Fc
+NbOutputs=10
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=255
+QWeight.ApplyScaling=1
+
+[softmax]
+Input=fc1
+Type=Softmax
+NbOutputs=10
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+def build(ini: Path | None):
+    from n2q.config import load_config
+    from n2q.net import build_network
+
+    if ini is None:
+        ini = Path(tempfile.mkdtemp()) / "bench_fused.ini"
+        ini.write_text(BENCH_INI)
+        return build_network(load_config(ini), (1, 32, 32))
+    from n2q.data import make_provider
+
+    cfg = load_config(ini)
+    return build_network(cfg, make_provider(cfg, seed=1).size)
+
+
+def timed(
+    fns: list, batches: list[torch.Tensor], repeat: int
+) -> tuple[list[float], list[list[torch.Tensor]]]:
+    """Best time of each function over all batches; the functions alternate within each
+    repetition so that a busy machine slows them alike."""
+    best = [float("inf")] * len(fns)
+    outputs: list[list[torch.Tensor]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            outputs[i] = [fn(x) for x in batches]
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best, outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ini", type=Path, default=None)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from n2q.quant.fuse import fuse_sat
+
+    torch.manual_seed(0)
+    net = build(args.ini)
+    shape = net.input_shape
+    batches = [
+        torch.randint(0, 256, (args.batch_size, *shape)).float() / 255 for _ in range(args.batches)
+    ]
+    net.train()
+    with torch.no_grad():  # BatchNorm running statistics from data
+        for x in batches[:5]:
+            net(x)
+    net.eval()
+    fused, float_lines = fuse_sat(net)
+    target = net.targets[0].cell
+    with torch.no_grad():
+        (fake_s, fused_s), (fake_out, fused_out) = timed(
+            [lambda x: net(x)[target], lambda x: fused(x)[target]], batches, args.repeat
+        )
+    agree = sum(
+        int((a.flatten(1).argmax(1) == b.flatten(1).argmax(1)).sum())
+        for a, b in zip(fake_out, fused_out, strict=True)
+    )
+    n = args.batches * args.batch_size
+    print(
+        f"{n} stimuli of {'x'.join(map(str, shape))}, {torch.get_num_threads()} threads; "
+        f"cells left float: {len(float_lines)}"
+    )
+    print(f"fake-quant network: {fake_s * 1000:8.1f} ms  ({n / fake_s:9.0f} stimuli/s)")
+    print(f"fused integer net : {fused_s * 1000:8.1f} ms  ({n / fused_s:9.0f} stimuli/s)")
+    print(f"speed-up fused / fake-quant: {fake_s / fused_s:.2f}x; same class on {agree}/{n}")
+
+
+if __name__ == "__main__":
+    main()
