@@ -1,0 +1,243 @@
+"""QAT recipes on an imported ONNX ResNet-18 v1 (seed 004's SAT tutorial, N2D2's LSQ 8-bit
+INI): quantizers land on exactly the cells the INI names, and a few learning steps run on a
+tiny ImageNet-shaped folder made here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_onnx_graphs import RESNET18V1_RELUS, make_tiny_imagenet, resnet18v1  # noqa: E402
+
+from n2q.cli import main  # noqa: E402
+from n2q.config import load_config  # noqa: E402
+from n2q.net import build_network  # noqa: E402
+
+WIDTHS = (8, 8, 16, 16)
+WNIDS = ("n01440764", "n01443537", "n01484850")
+
+
+@pytest.fixture
+def tiny_imagenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """$N2Q_DATA/ILSVRC2012 with 3 classes x 6 train JPEGs, 6 val JPEGs; cwd = tmp_path."""
+    make_tiny_imagenet(tmp_path / "data" / "ILSVRC2012", WNIDS)
+    monkeypatch.setenv("N2Q_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# The seed's tutorial (ResNet-18 SAT), at 64x64 for speed; step 1 clamps, step 2 quantizes.
+SAT_RECIPE = """
+DefaultModel=Frame_CUDA
+[database]
+Type=ILSVRC2012_Database
+RandomPartitioning=1
+Learn=1.0
+[sp]
+SizeX=64
+SizeY=64
+NbChannels=3
+BatchSize=4
+[sp.Transformation-1]
+Type=ColorSpaceTransformation
+ColorSpace=RGB
+[sp.Transformation-2]
+Type=RangeAffineTransformation
+FirstOperator=Divides
+FirstValue=255.0
+[sp.Transformation-3]
+Type=RandomResizeCropTransformation
+Width=64
+Height=64
+ScaleMin=0.2
+ScaleMax=1.0
+RatioMin=0.75
+RatioMax=1.33
+ApplyTo=LearnOnly
+[sp.Transformation-4]
+Type=RescaleTransformation
+Width=73
+Height=73
+KeepAspectRatio=1
+ResizeToFit=0
+ApplyTo=NoLearn
+[sp.Transformation-5]
+Type=PadCropTransformation
+Width=[sp.Transformation-4]Width
+Height=[sp.Transformation-4]Height
+ApplyTo=NoLearn
+[sp.Transformation-6]
+Type=SliceExtractionTransformation
+Width=[sp]SizeX
+Height=[sp]SizeY
+OffsetX=4
+OffsetY=4
+ApplyTo=NoLearn
+[sp.OnTheFlyTransformation-7]
+Type=FlipTransformation
+ApplyTo=LearnOnly
+RandomHorizontalFlip=1
+
+[onnx:Conv_def]
+QWeight=SAT
+QWeight.ApplyScaling=0
+QWeight.ApplyQuantization={QUANT}
+{RANGE}
+WeightsFiller=XavierFiller
+WeightsFiller.VarianceNorm=FanOut
+WeightsFiller.Scaling=1.0
+ConfigSection=conv.config
+[conv.config]
+NoBias=1
+Solvers.LearningRatePolicy=CosineDecay
+Solvers.LearningRate=0.05
+Solvers.Momentum=0.9
+Solvers.Decay=0.00004
+Solvers.MaxIterations=192175050
+Solvers.IterationSize=2
+[onnx:Fc_def]
+QWeight=SAT
+QWeight.ApplyScaling=1
+QWeight.ApplyQuantization={QUANT}
+{RANGE}
+WeightsFiller=XavierFiller
+WeightsFiller.VarianceNorm=FanOut
+WeightsFiller.Scaling=1.0
+ConfigSection=fc.config
+[fc.config]
+NoBias=0
+Solvers.LearningRatePolicy=CosineDecay
+Solvers.LearningRate=0.05
+Solvers.Momentum=0.9
+Solvers.Decay=0.00004
+Solvers.MaxIterations=192175050
+Solvers.IterationSize=2
+[onnx:BatchNorm_def]
+ConfigSection=bn_train.config
+[bn_train.config]
+Solvers.LearningRatePolicy=CosineDecay
+Solvers.LearningRate=0.05
+Solvers.Momentum=0.9
+Solvers.Decay=0.00004
+Solvers.MaxIterations=192175050
+Solvers.IterationSize=2
+{ACTIVATIONS}
+[onnx]
+Input=sp
+Type=ONNX
+File=resnet18v1.onnx
+ONNX_init=0
+[soft1]
+Input=resnetv15_dense0_fwd
+Type=Softmax
+NbOutputs=3
+WithLoss=1
+[soft1.Target]
+"""
+RELUQ = """[ReluQ_def]
+ActivationFunction=Linear
+QAct=SAT
+QAct.Range=15
+QActSolver=SGD
+QActSolver.LearningRatePolicy=CosineDecay
+QActSolver.LearningRate=0.05
+QActSolver.Momentum=0.9
+QActSolver.Decay=0.00004
+QActSolver.MaxIterations=192175050
+QActSolver.IterationSize=2
+""" + "".join(f"[{r}]ReluQ_def\n" for r in RESNET18V1_RELUS) + """
+[resnetv15_conv0_fwd]onnx:Conv_def
+QWeight.Range=255
+[resnetv15_dense0_fwd]onnx:Fc_def
+QWeight.Range=255
+"""
+
+
+def sat_ini(folder: Path, quantize: bool) -> Path:
+    text = SAT_RECIPE.replace("{QUANT}", str(int(quantize)))
+    text = text.replace("{RANGE}", "QWeight.Range=15" if quantize else "")
+    text = text.replace("{ACTIVATIONS}", RELUQ if quantize else "")
+    path = folder / f"resnet18-v1{'-q' if quantize else ''}.ini"
+    path.write_text(text)
+    onnx.save(resnet18v1(size=64, classes=3, widths=WIDTHS), str(folder / "resnet18v1.onnx"))
+    return path
+
+
+def quantizers(ini: Path, shape: tuple[int, int, int]) -> dict[str, tuple]:
+    net = build_network(load_config(ini), shape, quantize=True)
+    return {name: (type(c.weight_quantizer).__name__ if c.weight_quantizer else None,
+                   getattr(c.weight_quantizer, "range", None),
+                   type(c.act_quantizer).__name__ if c.act_quantizer else None,
+                   getattr(c.act_quantizer, "range", None)) for name, c in net.cells.items()}
+
+
+def expected_quantizers(kind: str, weight_range, act_range, first_last_range) -> dict:
+    model = resnet18v1(size=64, classes=3, widths=WIDTHS)
+    out = {}
+    relu_inputs = {n.input[0] for n in model.graph.node if n.op_type == "Relu"}
+    for node in model.graph.node:
+        name = node.output[0]
+        if node.op_type in ("Relu", "Flatten"):
+            continue
+        w = (f"{kind}Weight", first_last_range if name in ("resnetv15_conv0_fwd",
+                                                          "resnetv15_dense0_fwd")
+             else weight_range) if node.op_type in ("Conv", "Gemm") else (None, None)
+        a = (f"{kind}Act", act_range) if act_range and name in relu_inputs else (None, None)
+        out[name] = (*w, *a)
+    out["soft1"] = (None, None, None, None)
+    return out
+
+
+def test_seed_sat_recipe_puts_quantizers_on_the_named_cells(tmp_path: Path) -> None:
+    clamp = quantizers(sat_ini(tmp_path, quantize=False), (3, 64, 64))
+    assert clamp == expected_quantizers("SAT", 255, None, 255)   # QWeight.Range default
+    quant = quantizers(sat_ini(tmp_path, quantize=True), (3, 64, 64))
+    assert quant == expected_quantizers("SAT", 15, 15, 255)
+    assert sum(a == "SATAct" for _, _, a, _ in quant.values()) == 17
+
+
+@pytest.mark.slow
+def test_seed_sat_workflow_clamp_then_quantize_learns(tiny_imagenet: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """The seed's two steps: learn with clamped weights, then 4-bit SAT from those weights."""
+    clamp = sat_ini(tiny_imagenet, quantize=False)
+    assert main([str(clamp), "-learn", "4", "-log", "4", "-seed", "1"]) == 0
+    assert (tiny_imagenet / "weights_validation").is_dir()
+    quant = sat_ini(tiny_imagenet, quantize=True)
+    assert main([str(quant), "-learn", "4", "-log", "4", "-seed", "1", "-w",
+                 "weights_validation", "-test"]) == 0
+    out = capsys.readouterr().out
+    assert "Final recognition rate:" in out
+
+
+def lsq_ini(folder: Path, reference: Path) -> Path:
+    """N2D2's own quantizer/resnet-18v1-LSQ-8b.ini, with only its batch size cut from 256 to
+    4 (the test folder holds 18 images); its resnet18v1.onnx is a zoo-shaped stand-in."""
+    text = (reference / "n2d2-models" / "quantizer" / "resnet-18v1-LSQ-8b.ini").read_text()
+    assert "BatchSize=256" in text
+    ini = folder / "resnet-18v1-LSQ-8b.ini"
+    ini.write_text(text.replace("BatchSize=256", "BatchSize=4"))
+    model = resnet18v1(size=224, classes=1000, widths=(4, 4, 8, 8))
+    onnx.save(model, str(folder / "resnet18v1.onnx"))
+    return ini
+
+
+def test_n2d2_lsq_8bit_recipe_puts_quantizers_on_the_named_cells(tmp_path: Path,
+                                                                 reference: Path) -> None:
+    found = quantizers(lsq_ini(tmp_path, reference), (3, 224, 224))
+    assert found == expected_quantizers("LSQ", 255, 255, 255)
+
+
+@pytest.mark.slow
+def test_n2d2_lsq_8bit_recipe_learns(tiny_imagenet: Path, reference: Path,
+                                     capsys: pytest.CaptureFixture) -> None:
+    ini = lsq_ini(tiny_imagenet, reference)
+    torch.manual_seed(0)
+    assert main([str(ini), "-learn", "4", "-log", "4", "-seed", "2"]) == 0
+    assert (tiny_imagenet / "weights_validation").is_dir()
+    assert "validation score" in capsys.readouterr().out
