@@ -354,3 +354,108 @@ def test_graph_without_batchnorm_and_quantizers(trained, tmp_path: Path) -> None
     assert "conv1" in dot and "sum2" in dot
     assert "BatchNorm" not in dot and "SAT" not in dot
     assert any(p.suffix == ".png" and p.exists() for p in written)
+
+
+BRANCH_INI = """
+[sp]
+SizeX=8
+SizeY=8
+NbChannels=3
+BatchSize=16
+
+[Conv_def]
+Type=Conv
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=15
+KernelDims=3 3
+Padding=1
+NoBias=1
+
+[conv1] Conv_def
+Input=sp
+NbOutputs=6
+QWeight.Range=255
+
+[bn1]
+Type=BatchNorm
+Input=conv1
+NbOutputs=6
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=4.0
+QAct.Range=15
+
+[conv2] Conv_def
+Input=bn1
+NbOutputs=6
+NoBias=0
+
+[bn2]
+Type=BatchNorm
+Input=conv2
+NbOutputs=6
+ActivationFunction=Linear
+
+[conv3] Conv_def
+Input=bn1
+NbOutputs=6
+QWeight.ApplyQuantization={QUANTIZE_CONV3}
+
+[bn3]
+Type=BatchNorm
+Input=conv3
+NbOutputs=6
+ActivationFunction=Linear
+
+[sum1]
+Input=bn3,bn2
+Type=ElemWise
+NbOutputs=6
+Operation=Sum
+ActivationFunction=Rectifier
+QAct=SAT
+QAct.Alpha=5.0
+QAct.Range=15
+
+[fc]
+Input=sum1
+Type=Fc
+NbOutputs=5
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range=255
+
+[softmax]
+Input=fc
+Type=Softmax
+NbOutputs=5
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+@pytest.mark.parametrize("quantize_conv3", [1, 0])
+def test_branches_without_qact_into_a_sat_sum(tmp_path: Path, quantize_conv3: int) -> None:
+    """Conv + BatchNorm without QAct into a SAT Sum: a fused branch (partial sums in the Sum's
+    units). When the other input stays float, the Sum stays float and reads the branch back in
+    float units, still equal to the fake-quant network."""
+    text = BRANCH_INI.replace("{QUANTIZE_CONV3}", str(quantize_conv3))
+    torch.manual_seed(2)
+    net = build(tmp_path, text, "branch.ini")
+    with torch.no_grad():
+        net.cells["bn2"].weight[::2] *= -1  # negative gammas in a branch
+    train_briefly(net, steps=10)
+    fused, lines = fuse_sat(net)
+    assert fused.domains["conv2"].partial and fused.alias["bn2"] == "conv2"
+    if quantize_conv3:
+        assert lines == []
+        assert fused.domains["conv3"].partial and fused.steps[3].kind == "sum"
+    else:
+        assert {line.split(":")[0] for line in lines} == {"conv3", "bn3", "sum1"}, lines
+    assert (net.cells["bn2"].weight < 0).any()
+    stats = compare(net, fused, stimuli(400, 9))
+    assert stats["same_class"] == 1.0
+    assert stats["share"] < 1e-4
+    assert stats["max_logit_diff"] <= 1e-4 * max(1.0, stats["logit_scale"])

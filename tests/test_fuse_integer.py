@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from n2q.quant.integer import (
+    IntegerBranchLayer,
     IntegerElemWise,
     IntegerLinearLayer,
     Rescale,
     accumulator_dtype,
     bn_factor,
+    branch_rescale,
     conv_bn_act_rescale,
     elemwise_rescale,
     fc_rescale,
@@ -282,6 +284,63 @@ def test_elemwise_sum_rescales_second_branch() -> None:
     float_sum = i0.double() * a0 / r0 + i1.double() * a1 / r1
     expected = torch.round(sat_act(float_sum, a_out, r_out) * r_out / a_out)
     assert torch.equal(y.long(), expected.long())
+
+
+def test_branch_rescale_by_hand() -> None:
+    """One channel: x_int = 4 of (alpha 2, R 10), W' = 3 (w_q = 3/5, W_s 5, s = 2), b = 0.5;
+    BN gamma -2, var 3 (eps 1), mean 0.25, beta 1; Sum output (alpha 4, R 8): 2 units/float.
+    Conv z = 0.6/2 * 0.8 + 0.5 = 0.74; BN = -2/2 * (0.74 - 0.25) + 1 = 0.51 -> 1.02 units.
+    acc = 12: S' = -1 * 2 / (10 * 5 * 2) * 2 = -0.04, B' = (1 + -1 * 0.25) * 2 = 1.5."""
+    gamma, var, eps = torch.tensor([-2.0]), torch.tensor([3.0]), 1.0
+    f = gamma / torch.sqrt(var + eps)
+    rescale = branch_rescale(
+        f, torch.tensor([1.0]), torch.tensor([0.25]), torch.tensor([0.5]),
+        alpha_in=2.0, range_in=10, w_s=5, weight_scaling=2.0, alpha_out=4.0, range_out=8,
+    )
+    assert rescale.clip is None
+    assert rescale.scaling.item() == pytest.approx(-0.04)
+    assert rescale.bias.item() == pytest.approx(1.5)
+    layer = IntegerBranchLayer("Conv", torch.tensor([[[[3]]]], dtype=torch.int8), rescale,
+                               range_in=10)
+    y = layer(torch.tensor([[[[4]]]], dtype=torch.uint8))
+    assert y.dtype == torch.float64 and y.item() == pytest.approx(1.02)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.5, 2.0)])
+def test_sum_of_branch_and_shortcut_matches_fake_quant(weights) -> None:
+    """Conv + BN (no QAct, a negative gamma, a dead channel) + an integer shortcut into a SAT
+    Sum, against the plain float64 fake-quant formulas."""
+    g = torch.Generator().manual_seed(6)
+    (a_in, r_in), (a_sc, r_sc), (a_out, r_out), r_w = (3.0, 15), (2.5, 7), (5.0, 15), 15
+    x_int = torch.randint(0, r_in + 1, (4, 3, 6, 6), generator=g)
+    shortcut = torch.randint(0, r_sc + 1, (4, 5, 6, 6), generator=g)
+    w_q = sat_weights(torch.randn(5, 3, 3, 3, generator=g), r_w, "Default")
+    gamma = torch.tensor([1.3, -0.7, 0.9, 2.0, -1.1])
+    beta = torch.randn(5, generator=g)
+    mean, var = torch.randn(5, generator=g), torch.rand(5, generator=g) + 0.2
+    var[3] = 0.0  # dead channel: BN multiplies by gamma / sqrt(eps)
+    eps = 1e-5
+    f = gamma / torch.sqrt(var + eps)
+    w_s = weight_scale(r_w)
+    rescale = branch_rescale(f, beta, mean, torch.zeros(5), alpha_in=a_in, range_in=r_in,
+                             w_s=w_s, alpha_out=a_out, range_out=r_out)
+    branch = IntegerBranchLayer("Conv", integer_weights(w_q, w_s), rescale, range_in=r_in,
+                                padding=(1, 1))
+    coefficients, sum_rescale = elemwise_rescale(
+        [(a_sc, r_sc), (a_out, r_out)], alpha_out=a_out, range_out=r_out,
+        weights=list(weights), reference=(a_out, r_out),
+    )
+    y = IntegerElemWise(coefficients, sum_rescale, r_out)(
+        shortcut.to(torch.uint8), branch(x_int.to(torch.uint8))
+    )
+    z = F.conv2d(x_int.double() * a_in / r_in, w_q, padding=1)
+    bn = F.batch_norm(z, mean.double(), var.double(), gamma.double(), beta.double(), eps=eps)
+    float_sum = weights[0] * shortcut.double() * a_sc / r_sc + weights[1] * bn
+    expected = torch.round(sat_act(float_sum, a_out, r_out) * r_out / a_out)
+    assert y.dtype == torch.uint8
+    assert torch.equal(y.long(), expected.long())
+    assert 0 < int(expected.count_nonzero()) < expected.numel()  # the clamp is exercised
+    assert int((expected == r_out).sum()) > 0
 
 
 def test_quantize_input() -> None:

@@ -7,8 +7,12 @@ rebuilds the same integer network from such a folder and the INI's network.
 
 Each node's output has a domain: the integer levels k of a SAT quantizer (alpha, R), whose
 float value is k * alpha / R, or float. The provider's [0, 1] input is the integer domain
-(1, 255). A cell the fusion does not cover runs as the original float cell on dequantized
-inputs (its SAT output, if any, is turned back into levels), and is reported in one line.
+(1, 255). A residual branch (a Conv, + a BatchNorm without QAct, feeding only a SAT Sum, as
+in the zoo's ResNet-18 v1) outputs partial sums in the Sum's level units, which the Sum adds,
+clamps and rounds once; a global Average pool outputs the exact integer sum of its window in
+the finer domain (alpha, R * H * W). A cell the fusion does not cover runs as the original float
+cell on dequantized inputs (its SAT output, if any, is turned back into levels), and is
+reported in one line.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from torch import Tensor, nn
 
 from n2q.errors import UserError
 from n2q.quant.integer import (
+    IntegerBranchLayer,
     IntegerElemWise,
     IntegerLinearLayer,
     Rescale,
     activation_dtype,
     bn_factor,
+    branch_rescale,
     conv_bn_act_rescale,
     elemwise_rescale,
     fc_rescale,
@@ -46,18 +52,23 @@ LINEAR_TYPES = ("Conv", "Fc")
 
 @dataclass(frozen=True)
 class Domain:
-    """Output domain of a node: integer levels of (alpha, range), or float (alpha None)."""
+    """Output domain of a node: integer levels of (alpha, range), or float (alpha None).
+
+    partial: a residual branch's output, float64 in the level units of (alpha, range) (the
+    consuming Sum's SAT quantizer), not yet clamped nor rounded: not an integer activation.
+    """
 
     alpha: float | None = None
     range: int | None = None
+    partial: bool = False
 
     @property
     def integer(self) -> bool:
-        return self.alpha is not None
+        return self.alpha is not None and not self.partial
 
     def dequantize(self, x: Tensor) -> Tensor:
         """Levels k -> k * alpha / R in float32 (the fake-quant network's values)."""
-        if not self.integer:
+        if self.alpha is None:
             return x
         return x.to(torch.float32) * self.alpha / self.range
 
@@ -70,8 +81,10 @@ class Step:
     """One node of the fused network, decided from the network's structure only.
 
     kind: "linear" (a Conv/Fc on integers, `bn` folded into it, the SAT quantizer of
-    `act_cell` as output, or a float output when `domain` is float), "sum" (a residual
-    ElemWise on integers), "pass" (Pool Max / Padding / Dropout... unchanged on integers) or
+    `act_cell` as output, a float output when `domain` is float, or a residual branch's
+    partial output when `domain.partial`), "sum" (a residual ElemWise on integers and
+    branches), "pass" (Pool Max / Padding / Dropout... unchanged on integers), "pool_sum" (a
+    global Average pool: the integer sum of its window, domain (alpha, R * H * W)) or
     "float" (the original cell on float inputs; `reason` says why, empty for the Softmax).
     `covers`: the original cells this node replaces (conv1, bn1).
     """
@@ -207,6 +220,12 @@ def _plan_cell(net: Any, name: str, cell: Any, inputs: list[str], in_domains: li
         problem = _pass_problem(cell)
         if problem is None:
             return Step(name, "pass", inputs, in_domains[0], covers=[name])
+        window = _global_average_window(cell)
+        if window and _pass_problem(cell, average_ok=True) is None:
+            # An average of integers is not an integer; their sum is, and it is the average
+            # exactly in the finer domain (alpha, R * window): k * alpha / (R * window).
+            domain = Domain(in_domains[0].alpha, in_domains[0].range * window)
+            return Step(name, "pool_sum", inputs, domain, covers=[name])
         return _float_step(name, cell, inputs, problem)
     return _float_step(name, cell, inputs, f"a {cell.type} cell is not fused")
 
@@ -215,12 +234,27 @@ def _pads_pool(cell: Any) -> bool:
     return cell.type == "Pool" and any(int(p) for p in getattr(cell, "padding", (0,)))
 
 
-def _pass_problem(cell: Any) -> str | None:
+def _pass_problem(cell: Any, average_ok: bool = False) -> str | None:
     if getattr(cell, "act_quantizer", None) is not None or not _is_identity(cell.activation):
         return "it has an activation or an activation quantizer"
-    if cell.type == "Pool" and getattr(cell, "pooling", "Max") != "Max":
-        return f"Pooling={cell.pooling} averages integers"
+    if cell.type == "Pool" and getattr(cell, "pooling", "Max") != "Max" and not average_ok:
+        return f"Pooling={cell.pooling} averages integers (only a global average is fused)"
     return None
+
+
+def _global_average_window(cell: Any) -> int:
+    """H * W of an unpadded Average pool whose window is its whole input (output 1x1), else 0.
+
+    Other average pools stay float (reported): their sums would be exact too, but a global
+    pool before the last Fc is the case networks have (GlobalAveragePool)."""
+    if cell.type != "Pool" or getattr(cell, "pooling", None) != "Average":
+        return 0
+    in_shape, kernel = getattr(cell, "in_shape", None), tuple(getattr(cell, "kernel", ()))
+    if in_shape is None or any(int(p) for p in getattr(cell, "padding", (0,))):
+        return 0
+    if kernel != tuple(in_shape[1:]) or tuple(cell.out_shape[1:]) != (1, 1):
+        return 0
+    return int(kernel[0] * kernel[1])
 
 
 def _float_step(name: str, cell: Any, inputs: list[str], reason: str) -> Step:
@@ -242,6 +276,13 @@ def _plan_linear(
     if bn is not None:
         bn_cell = net.cells[bn]
         return Step(name, "linear", inputs, _sat_domain(bn_cell), covers=[name, bn], bn=bn)
+    branch = _residual_branch(net, name, cell)
+    if branch is not None:
+        covers, summed = branch
+        sum_domain = _sat_domain(net.cells[summed])
+        domain = Domain(sum_domain.alpha, sum_domain.range, partial=True)
+        bn_name = covers[1] if len(covers) > 1 else None
+        return Step(name, "linear", inputs, domain, covers=covers, bn=bn_name)
     if getattr(cell, "act_quantizer", None) is None:
         # integer accumulation, float output (the logits), then the float activation
         return Step(name, "linear", inputs, FLOAT, covers=[name])
@@ -266,23 +307,56 @@ def _following_bn(net: Any, name: str, cell: Any) -> str | None:
     return consumers[0] if _clamp_compatible(bn.activation) else None
 
 
+def _residual_branch(net: Any, name: str, cell: Any) -> tuple[list[str], str] | None:
+    """(covered cells, Sum) when the Conv `name` is a residual branch of a fusable Sum: the
+    Conv linear without QAct, feeding (through at most one BatchNorm that has no QAct and a
+    Linear activation, reading only the Conv) only that Sum. None otherwise."""
+    if cell.type != "Conv" or getattr(cell, "act_quantizer", None) is not None:
+        return None
+    if not _is_identity(cell.activation):
+        return None
+    covers = [name]
+    consumers = list(net.consumers(name))
+    if len(consumers) == 1 and net.cells[consumers[0]].type == "BatchNorm":
+        bn = net.cells[consumers[0]]
+        if list(net.inputs[consumers[0]]) != [name] or bn.act_quantizer is not None:
+            return None
+        if not _is_identity(bn.activation):
+            return None
+        covers.append(consumers[0])
+        consumers = list(net.consumers(consumers[0]))
+    if len(consumers) != 1 or net.cells[consumers[0]].type != "ElemWise":
+        return None
+    summed = consumers[0]
+    if list(net.inputs[summed]).count(covers[-1]) != 1 or _sum_problem(net.cells[summed]):
+        return None
+    return covers, summed
+
+
+def _sum_problem(cell: Any) -> str | None:
+    """Why an ElemWise cell cannot be a fused Sum, its inputs aside (None when it can)."""
+    if getattr(cell, "operation", None) != "Sum":
+        return f"Operation={cell.operation} is not fused"
+    if _sat_act(cell) is None or not _clamp_compatible(cell.activation):
+        return "no QAct=SAT after a Linear activation"
+    if bool((cell.shifts != 0).any()):
+        return "Shifts are not fused"
+    weights = cell.weights.reshape(cell.weights.shape[0], -1)
+    if not bool((weights == weights[:, :1]).all()):
+        return "per-channel Weights are not fused"
+    return None
+
+
 def _plan_sum(name: str, cell: Any, inputs: list[str], in_domains: list[Domain]) -> Step:
     problem = None
-    if getattr(cell, "operation", None) != "Sum":
-        problem = f"Operation={cell.operation} is not fused"
-    elif not all(d.integer for d in in_domains):
+    out = _sat_domain(cell) if _sat_act(cell) is not None else FLOAT
+    branch_domain = Domain(out.alpha, out.range, partial=True)
+    if not all(d.integer or d == branch_domain for d in in_domains):
         problem = "an input is float"
-    elif _sat_act(cell) is None or not _clamp_compatible(cell.activation):
-        problem = "no QAct=SAT after a Linear activation"
-    elif bool((cell.shifts != 0).any()):
-        problem = "Shifts are not fused"
-    else:
-        weights = cell.weights.reshape(len(inputs), -1)
-        if not bool((weights == weights[:, :1]).all()):
-            problem = "per-channel Weights are not fused"
+    problem = _sum_problem(cell) or problem
     if problem is not None:
         return _float_step(name, cell, inputs, problem)
-    return Step(name, "sum", inputs, _sat_domain(cell), covers=[name])
+    return Step(name, "sum", inputs, out, covers=[name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +445,9 @@ class FusedNetwork(nn.Module):
             return module(x)
         if step.kind == "sum":
             return module(*xs)
+        if step.kind == "pool_sum":  # [N, C, H, W] -> [N, C, 1, 1] exact integer sums
+            total = xs[0].to(torch.int32).sum(dim=(2, 3), keepdim=True)
+            return total.to(activation_dtype(step.domain.range))
         if step.kind == "pass":  # exact: the cell only moves or picks integers
             if _pads_pool(module):  # its padding is -inf, a float
                 return module(xs[0].to(torch.float32)).to(xs[0].dtype)
@@ -386,6 +463,12 @@ class FusedNetwork(nn.Module):
         if step.domain.integer:
             return to_integer_levels(y, step.domain.alpha, step.domain.range)
         return y
+
+    def run_node(self, node: str, xs: list[Tensor]) -> Tensor:
+        """The output of one node on given inputs (in its inputs' domains: levels for integer
+        inputs), e.g. the fake-quant network's own levels to check a layer in isolation."""
+        step = next(s for s in self.steps if s.name == node)
+        return self._node(step, list(xs), {})
 
     def source_cell(self, node: str) -> str:
         """The original cell whose output the node reproduces (bn1 for the node conv1)."""
@@ -424,18 +507,25 @@ def _linear_module(
     """An IntegerLinearLayer with the cell attributes that the weights writer and the graph
     drawer read (name, shapes, mask, groups, export format, stride, padding)."""
     conv = cell.type == "Conv"
-    layer = IntegerLinearLayer(
-        cell.type,
-        weight,
-        _as_stored(rescale),
+    geometry = dict(
         range_in=range_in,
-        range_out=step.domain.range,
         stride=tuple(cell.stride) if conv else (1, 1),
         padding=tuple(cell.padding) if conv else (0, 0),
         dilation=tuple(cell.dilation) if conv else (1, 1),
         groups=int(getattr(cell, "groups", 1)) if conv else 1,
-        activation=None if step.domain.integer else copy.deepcopy(cell.activation),
     )
+    layer: IntegerLinearLayer
+    if step.domain.partial:
+        layer = IntegerBranchLayer(cell.type, weight, _as_stored(rescale), **geometry)
+    else:
+        layer = IntegerLinearLayer(
+            cell.type,
+            weight,
+            _as_stored(rescale),
+            range_out=step.domain.range,
+            activation=None if step.domain.integer else copy.deepcopy(cell.activation),
+            **geometry,
+        )
     layer.register_buffer("mask", getattr(cell, "mask", None), persistent=False)
     layer.weights_export_format = getattr(cell, "weights_export_format", None)
     _describe(layer, cell, step)
@@ -467,6 +557,8 @@ def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
     out_channels = w_q.shape[0]
     bias = cell.bias if getattr(cell, "bias", None) is not None else torch.zeros(out_channels)
     alpha_in, range_in = in_domain.alpha, in_domain.range
+    if step.domain.partial:
+        return _fuse_branch(net, step, in_domain, w_q, w_s, s, bias)
     if step.bn is None:
         w_int = integer_weights(w_q, w_s)
         rescale = fc_rescale(
@@ -498,14 +590,46 @@ def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
     return _linear_module(cell, step, w_int, rescale, range_in)
 
 
+def _fuse_branch(
+    net: Any, step: Step, in_domain: Domain, w_q: Tensor, w_s: float, s: float, bias: Tensor
+) -> IntegerLinearLayer:
+    """A residual branch: W' = W_s * w_q, output acc * S' + B' in the Sum's level units."""
+    cell = net.cells[step.name]
+    out_channels = w_q.shape[0]
+    if step.bn is None:  # a Conv straight into the Sum: the BN affine is the identity
+        one, zero = torch.ones(out_channels), torch.zeros(out_channels)
+        f, beta, mean = one, zero, zero
+    else:
+        bn = net.cells[step.bn]
+        # the true factor (no dead-channel zeroing): the branch divides by nothing
+        f = bn.weight.detach().double() / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+        beta, mean = bn.bias, bn.running_mean
+    rescale = branch_rescale(
+        f,
+        beta,
+        mean,
+        bias,
+        alpha_in=in_domain.alpha,
+        range_in=in_domain.range,
+        w_s=w_s,
+        weight_scaling=s,
+        alpha_out=step.domain.alpha,
+        range_out=step.domain.range,
+    )
+    return _linear_module(cell, step, integer_weights(w_q, w_s), rescale, in_domain.range)
+
+
 def _fuse_sum(net: Any, step: Step, in_domains: list[Domain]) -> IntegerElemWise:
     cell = net.cells[step.name]
     weights = cell.weights.reshape(len(step.inputs), -1)[:, 0].tolist()
+    # With branch inputs (already in the Sum's output units) the accumulator is in those units.
+    branches = any(d.partial for d in in_domains)
     coefficients, rescale = elemwise_rescale(
         [(d.alpha, d.range) for d in in_domains],
         alpha_out=step.domain.alpha,
         range_out=step.domain.range,
         weights=weights,
+        reference=(step.domain.alpha, step.domain.range) if branches else None,
     )
     return _sum_module(cell, step, coefficients, rescale)
 
@@ -589,7 +713,7 @@ def load_fused(net: Any, folder: str | Path) -> FusedNetwork:
     with torch.no_grad():
         fused = _build(net, steps, alias, linear, summed)
         for step in steps:
-            if step.kind in ("float", "pass"):
+            if step.kind in ("float", "pass", "pool_sum"):
                 fused.cells[step.name].load_state_dict(templates[step.name].state_dict())
     return fused
 

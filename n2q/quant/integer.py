@@ -165,22 +165,56 @@ def fc_rescale(
     return Rescale(bias=b, clip=clip, scaling=scaling)
 
 
+def branch_rescale(
+    f: Tensor,
+    beta: Tensor,
+    mean: Tensor,
+    conv_bias: Tensor,
+    *,
+    alpha_in: float,
+    range_in: float,
+    w_s: float,
+    weight_scaling: float = 1.0,
+    alpha_out: float,
+    range_out: int,
+) -> Rescale:
+    """S', B' of a residual branch: a Conv (+ BatchNorm without QAct) feeding a SAT Sum.
+
+    The branch's float output is f * (z - mean) + beta with z = acc * alpha_in / (R_in * W_s
+    * s) + b the Conv output (acc = conv(x_int, W'), W' = W_s * w_q, s the ApplyScaling
+    divisor); the Sum adds it in its own output level units u = R_out / alpha_out, so the
+    branch contributes acc * S' + B' with (all [O] float64, clip None: the Sum clamps)
+        S' = f * alpha_in / (R_in * W_s * s) * u,   B' = (beta + f * (b - mean)) * u.
+    f is the BN's true factor gamma / sqrt(var + eps), dead channels included (nothing is
+    divided by it here); a Conv without BatchNorm is f = 1, beta = mean = 0.
+    """
+    f, beta, mean, b = (t.detach().double() for t in (f, beta, mean, conv_bias))
+    units = range_out / alpha_out
+    scaling = f * (alpha_in / (range_in * w_s * weight_scaling)) * units
+    bias = (beta + f * (b - mean)) * units
+    return Rescale(bias=bias, clip=None, scaling=scaling)
+
+
 def elemwise_rescale(
     scales_in: list[tuple[float, float]],
     *,
     alpha_out: float,
     range_out: int,
     weights: list[float] | None = None,
+    reference: tuple[float, float] | None = None,
 ) -> tuple[list[float], Rescale]:
     """Coefficients of a residual Sum and its rescale (fusion.md), per layer.
 
-    scales_in: (alpha, R) of every input. The first input's integer scale is the reference:
-    input i is multiplied by w_i * (R_0/alpha_0) * (alpha_i/R_i) (1 for the first with weight
-    1), then the sum gets scaling (R_out/alpha_out)/(R_0/alpha_0) and clip alpha_out*R_0/alpha_0.
-    Returns (coefficients, Rescale with one-element tensors).
+    scales_in: (alpha, R) of every input. The reference integer scale (the first input's unless
+    `reference` is given) is the accumulator's: input i is multiplied by
+    w_i * (R_ref/alpha_ref) * (alpha_i/R_i) (1 for the reference input with weight 1), then the
+    sum gets scaling (R_out/alpha_out)/(R_ref/alpha_ref) and clip alpha_out*R_ref/alpha_ref.
+    With reference = (alpha_out, R_out) (a Sum with branch inputs, already in its output
+    units): scaling 1, clip R_out. Returns (coefficients, Rescale with one-element tensors).
     """
     weights = weights or [1.0] * len(scales_in)
-    ref_units = scales_in[0][1] / scales_in[0][0]
+    ref_alpha, ref_range = reference if reference is not None else scales_in[0]
+    ref_units = ref_range / ref_alpha
     coefficients = [w * ref_units * (a / r) for w, (a, r) in zip(weights, scales_in, strict=True)]
     one = torch.ones(1, dtype=torch.float64)
     rescale = Rescale(
@@ -316,6 +350,34 @@ class IntegerLinearLayer(nn.Module):
         )
 
 
+class IntegerBranchLayer(IntegerLinearLayer):
+    """A fused residual branch: Conv (+ BatchNorm without QAct) whose only consumer is a SAT Sum.
+
+    Output: acc * S' + B' per channel, float64 [N, O, H, W] in the Sum's output level units
+    (branch_rescale), neither clamped nor rounded: the Sum adds it to its other inputs, then
+    clamps and rounds once, as the fake-quant network does. In a weights folder: ``_weights``
+    (W'), ``_biases`` (B', in the Sum's output units, unlike a quantized layer's accumulator-domain
+    B') and ``_scaling`` (S'); no ``_clip``.
+    """
+
+    def __init__(self, kind: str, weight: Tensor, rescale: Rescale, **kwargs) -> None:
+        super().__init__(kind, weight, rescale, range_out=None, **kwargs)
+
+    def forward(self, x_int: Tensor) -> Tensor:
+        acc = self.accumulate(x_int).double()
+        shape = [1, -1] + [1] * (acc.dim() - 2)
+        return acc.mul_(self.scaling.view(shape)).add_(self.bias.view(shape))
+
+    def logits(self, x_int: Tensor) -> Tensor:
+        return self.forward(x_int)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.kind} branch, W' {self.weight.dtype} {tuple(self.weight.shape)}, "
+            f"accumulator {self.acc_dtype}, output acc * S' + B' (float64, Sum units)"
+        )
+
+
 class IntegerElemWise(nn.Module):
     """A fused residual Sum: sum_i c_i * x_i (c_0 = 1 in the usual case), then the rescale.
 
@@ -352,10 +414,13 @@ class IntegerElemWise(nn.Module):
         buffer.copy_(tensor.reshape(buffer.shape).to(buffer.dtype))
 
     def forward(self, *inputs: Tensor) -> Tensor:
-        # float32 is exact for the integer inputs; the coefficient products round to ~1e-7
-        acc = inputs[0].to(torch.float32) * self.coefficients[0]
+        # float32 is exact for the integer inputs; the coefficient products round to ~1e-7.
+        # Branch inputs (IntegerBranchLayer, float64 in the output units) keep float64.
+        wide = any(x.is_floating_point() for x in inputs)
+        dtype = torch.float64 if wide else torch.float32
+        acc = inputs[0].to(dtype) * self.coefficients[0]
         for c, x in zip(self.coefficients[1:], inputs[1:], strict=True):
-            acc.add_(x.to(torch.float32), alpha=c)
+            acc.add_(x.to(dtype), alpha=c)
         # Per-layer parameters: broadcast along the channel axis as one-element vectors.
         return requantize(acc, self.rescale, self.range_out)
 
