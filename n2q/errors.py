@@ -7,6 +7,8 @@ an internal error (exit 1, traceback).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -41,7 +43,19 @@ class UserError(Exception):
             where += f"[{self.section}] "
         if self.key:
             where += f"{self.key}: "
-        return f"{where}{self.message}"
+        # always ONE line, even when the message quotes a multi-line text from elsewhere
+        return where + re.sub(r"\s*[\r\n]+\s*", " ", self.message).strip()
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """" (did you mean X?)" for the candidate closest to a misspelt name, else "". A name
+    that differs only in case wins (``Input=Sp`` -> sp)."""
+    import difflib
+
+    candidates = sorted(candidates)
+    same_but_case = [c for c in candidates if c.lower() == word.lower()]
+    close = same_but_case or difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def notice(message: str) -> None:

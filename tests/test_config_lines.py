@@ -111,3 +111,19 @@ def test_missing_file_and_bad_encoding(tmp_path: Path) -> None:
     bad.write_bytes(b"[s]\nA=\xff\xfe\n")
     with pytest.raises(UserError, match="cannot read the INI file"):
         load_config(bad)
+
+
+def test_user_error_is_one_located_line() -> None:
+    err = UserError("bad value\n  Traceback-like detail\r\nmore", file="a.ini", line=3,
+                    section="conv1", key="Stride")
+    assert str(err) == "a.ini:3: [conv1] Stride: bad value Traceback-like detail more"
+    assert str(UserError("no target", file="a.ini")) == "a.ini: no target"
+    assert str(UserError("x  y")) == "x  y"  # inner spacing kept
+
+
+def test_did_you_mean_prefers_a_case_only_difference() -> None:
+    from n2q.errors import did_you_mean
+
+    assert did_you_mean("Sp", ["sp", "Sq"]) == " (did you mean sp?)"
+    assert did_you_mean("KernelDim", ["KernelDims", "NbOutputs"]) == " (did you mean KernelDims?)"
+    assert did_you_mean("zzz", ["KernelDims"]) == ""

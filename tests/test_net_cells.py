@@ -435,6 +435,31 @@ def test_activation_defaults_and_unknown_option(tmp_path):
         make_activation(_section(tmp_path, {"ActivationFunction": "Relu"}))
 
 
+def test_options_of_another_choice_are_ignored_with_a_located_notice(tmp_path, capsys):
+    """A base block's ``.Clipping`` under a cell that switches to Linear, or a base's
+    ``WeightsFiller.Scaling`` under a NormalFiller: a notice at the line, not an error."""
+    ini = tmp_path / "a.ini"
+    ini.write_text("[base]\nActivationFunction=Rectifier\nActivationFunction.Clipping=6\n"
+                   "WeightsFiller=HeFiller\nWeightsFiller.Scaling=2\n"
+                   "[s] base\nActivationFunction=Linear\nWeightsFiller=NormalFiller\n"
+                   "[t]\nActivationFunction.LeakSlope=0.1\n")
+    cfg = load_config(ini)
+    assert type(make_activation(cfg["s"])).__name__ == "Linear"
+    filler = make_filler(cfg["s"], "WeightsFiller")
+    assert (filler.mean, filler.std) == (0.0, 1.0)  # NormalFiller's own defaults
+    assert isinstance(make_activation(cfg["t"]), torch.nn.Identity)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"Notice: {ini}:3: [s] ActivationFunction.Clipping: ignored, not an option of a "
+        "Linear activation",
+        f"Notice: {ini}:5: [s] WeightsFiller.Scaling: ignored, not an option of a NormalFiller",
+        f"Notice: {ini}:10: [t] ActivationFunction.LeakSlope: ignored, not an option of no "
+        "ActivationFunction (none is set)"]
+    with pytest.raises(UserError, match=rf"^{ini}:3: \[s\] WeightsFiller.Sigma: unknown option "
+                                        r"for the default filler \(NormalFiller 0, 0.05\)"):
+        make_filler(_section(tmp_path, {"Other": 1, "WeightsFiller.Sigma": 2}), "WeightsFiller")
+
+
 # -- fillers --------------------------------------------------------------------------------------
 FAN_IN, FAN_OUT = 3 * 3 * 16, 3 * 3 * 32
 # filler keys -> (mean, std, low, high) expected on a large tensor

@@ -267,6 +267,29 @@ def test_unknown_input_next_to_a_known_one(tmp_path):
             """)
 
 
+@pytest.mark.parametrize("inputs,message", [
+    ("Sp", r"net.ini:13: \[b\] Input: unknown input 'Sp' \(did you mean sp\?\)"),
+    ("A", r"unknown input 'A' \(did you mean a\?\)"),
+    ("a,common.config", r"net.ini:13: \[b\] Input: \[common.config\] is not a layer \(it "
+                        r"has no Input=\): name the provider \(sp\) or a layer of this file"),
+])
+def test_input_that_is_not_a_layer_or_differs_in_case(tmp_path, inputs, message):
+    with pytest.raises(UserError, match=message):
+        build(tmp_path, f"""
+            [common.config]
+            NoBias=1
+            [a]
+            Input=sp
+            Type=Fc
+            NbOutputs=2
+            [b]
+            Input={inputs}
+            Type=Fc
+            NbOutputs=2
+            [b.Target]
+            """)
+
+
 def test_cycle_is_an_error(tmp_path):
     with pytest.raises(UserError, match=r"Input: the inputs form a cycle: (a -> b -> a|b -> a -> "
                                         r"b)"):
@@ -370,12 +393,14 @@ def test_unknown_type_lists_the_valid_ones(tmp_path):
 
 
 def test_empty_output_and_channel_mismatch(tmp_path):
-    with pytest.raises(UserError, match=r"\[c\] the output of c would be empty"):
+    with pytest.raises(UserError, match=r"\[c\] the output of c would be empty \(width x "
+                                        r"height: input 8x8, output 1x-1\)"):
         build(tmp_path, """
             [c]
             Input=sp
             Type=Conv
-            KernelSize=9
+            KernelWidth=8
+            KernelHeight=10
             NbOutputs=2
             [c.Target]
             """)
@@ -408,6 +433,18 @@ def test_spiking_models_are_refused(tmp_path):
     with pytest.raises(UserError, match=r"DefaultModel: spiking models are not supported"):
         build_network(config(tmp_path, TWO_BRANCHES, head="DefaultModel=Spike\n" + HEAD),
                       (3, 8, 8))
+    spiking_base = """
+        [Fc_def]
+        Type=Fc
+        Model=Spike_RRAM
+        [fc] Fc_def
+        Input=sp
+        NbOutputs=2
+        [fc.Target]
+        """
+    with pytest.raises(UserError, match=r"net.ini:8: \[fc\] Model: spiking models are not "
+                                        r"supported"):
+        build(tmp_path, spiking_base)
 
 
 # -- builder extras -------------------------------------------------------------------------------
@@ -465,6 +502,77 @@ def test_onnx_section_is_delegated(tmp_path, monkeypatch):
     assert net.config.generated[("dense0", "_NbOutputs")] == 4
 
 
+def test_onnx_section_next_to_other_inputs_only_orders(tmp_path, monkeypatch):
+    """N2D2 (DeepNetGenerator): in ``Input=onnx,X`` the ONNX section is dropped from the
+    parents once imported, so the layer reads X alone (MobileNet_v1_ONNX_transfer.ini's fc);
+    the layer still waits for the import even when written before it."""
+    from n2q.net import ConvCell
+
+    def import_onnx(cfg, section, input_shapes):
+        conv = ConvCell("conv:0", ["sp"], input_shapes[0], 5, (3, 3))  # 5x6x6
+        pool = ConvCell("pool:0", ["conv:0"], conv.out_shape, 7, (6, 6))  # 7x1x1
+        return types.SimpleNamespace(cells=[conv, pool], outputs=["pool:0"], aliases={})
+
+    monkeypatch.setitem(sys.modules, "n2q.net.onnx",
+                        types.SimpleNamespace(import_onnx=import_onnx))
+    net = build(tmp_path, """
+        [fc]
+        Input=onnx,conv:0
+        Type=Fc
+        NbOutputs=2
+        [onnx]
+        Input=sp
+        Type=ONNX
+        File=whatever.onnx
+        [fc.Target]
+        """)
+    assert list(net.cells) == ["conv:0", "pool:0", "fc"]
+    assert net.inputs["fc"] == ["conv:0"]
+    assert net.cells["fc"].in_shape == (5, 6, 6)  # not 5 + 7 channels concatenated
+    assert net.cells["fc"].weight.shape == (2, 5 * 6 * 6)
+    x = torch.rand(2, 3, 8, 8)
+    outs = net.forward_all(x)
+    ref = F.linear(outs["conv:0"].flatten(1), net.cells["fc"].weight, net.cells["fc"].bias)
+    torch.testing.assert_close(outs["fc"].flatten(1), ref)
+
+
+def test_onnx_input_order_with_a_real_graph(tmp_path):
+    """The same with the real importer: a Conv -> GlobalAveragePool -> Flatten -> Gemm graph
+    whose Gemm is ignored; the new fc reads the pool output only (8 channels)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = torch.Generator().manual_seed(0)
+    w = numpy_helper.from_array(torch.randn(8, 3, 3, 3, generator=rng).numpy(), "w")
+    g = numpy_helper.from_array(torch.randn(10, 8, generator=rng).numpy(), "g")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "g"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], [w, g])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              str(tmp_path / "m.onnx"))
+    net = build(tmp_path, """
+        [onnx]
+        Input=sp
+        Type=ONNX
+        File=m.onnx
+        Ignore=y
+        [fc]
+        Input=onnx,p
+        Type=Fc
+        NbOutputs=4
+        [fc.Target]
+        """)
+    assert net.inputs["fc"] == ["p"]
+    assert net.cells["fc"].in_shape == (8, 1, 1)
+    x = torch.rand(2, 3, 8, 8)
+    pooled = F.conv2d(x, net.cells["c"].weight, net.cells["c"].bias, padding=1).mean((2, 3))
+    torch.testing.assert_close(net.forward_all(x)["p"].flatten(1), pooled)
+
+
 def test_summary_table(tmp_path):
     net = build(tmp_path, TWO_BRANCHES)
     text = net.summary()
@@ -502,7 +610,9 @@ def test_cell_forward_order_op_activation_act_quantizer(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     expected = torch.relu(x.flatten(1) @ (fc.weight + 0.5).t() + fc.bias) + 0.5
     torch.testing.assert_close(net(x)["fc"][:, :, 0, 0], expected)
-    assert "W:_AddHalf A:_AddHalf" in net.summary()
+    assert net.summary().splitlines()[2].endswith("W:_AddHalf, A:_AddHalf")
+    fc.act_quantizer.describe = lambda: "SAT R=15"  # a quantizer's own label when it has one
+    assert net.summary().splitlines()[2].endswith("W:_AddHalf, A:SAT R=15")
 
 
 def test_deepcopy_shares_the_config(tmp_path):

@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from n2q.errors import UserError
+from n2q.errors import did_you_mean as _did_you_mean
 
 if TYPE_CHECKING:
     from n2q.config.model import Config, Entry, Section
@@ -130,13 +131,6 @@ def _reference(config: Config, m: re.Match, section: Section, key: str, depth: i
                         f"{ref_key}=... to [{sec_name}]", section=section.name, key=key)
     target.used = True
     return resolve_value(config, entry.value, target, ref_key, entry, depth + 1)
-
-
-def _did_you_mean(word: str, candidates: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _format(value: object) -> str:

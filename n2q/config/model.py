@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from n2q.errors import UserError
+from n2q.errors import did_you_mean as _did_you_mean
 
 REQUIRED: Any = object()  # sentinel: a read without default raises "missing key"
 
@@ -244,11 +245,6 @@ class Section:
 
     def __repr__(self) -> str:
         return f"Section({self.name!r}, {self.file}:{self.line})"
-
-
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class Config:

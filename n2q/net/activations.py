@@ -6,7 +6,6 @@ the option keys it reads in ``KEYS`` (key suffix -> constructor argument, defaul
 
 from __future__ import annotations
 
-import difflib
 from typing import ClassVar
 
 import torch
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from n2q.config import Section
+from n2q.net.base import check_sub_options
 
 ACTIVATIONS: dict[str, type[Activation]] = {}
 
@@ -139,24 +139,8 @@ def make_activation(section: Section, key: str = "ActivationFunction") -> nn.Mod
 
 
 def _refuse_orphan_options(section: Section, key: str, cls: type[Activation] | None) -> None:
-    """An option no activation knows is an error (LeNet_quant.ini's
-    ``ActivationFunction.QuantizationLevels`` belongs to an old N2D2); an option of another
-    activation (inherited from a base block whose activation the cell overrides, e.g.
-    ``.Clipping`` under ``ActivationFunction=Linear``) is ignored with a notice."""
-    from n2q.errors import notice
-
-    known = set(cls.KEYS) if cls is not None else set()
+    """Options of no activation are errors; those of another one (``.Clipping`` inherited
+    under ``ActivationFunction=Linear``) are ignored with a notice."""
+    what = f"a {cls.name} activation" if cls else f"no {key} (none is set)"
     every = {opt for c in ACTIVATIONS.values() for opt in c.KEYS}
-    for sub in section.subkeys(f"{key}."):
-        if sub in known:
-            continue
-        what = f"a {cls.name} activation" if cls else f"no {key} (none is set)"
-        if sub in every:
-            file, line = section.line_of(f"{key}.{sub}")
-            notice(f"{file}:{line}: [{section.name}] {key}.{sub}: ignored, not an option of "
-                   f"{what}")
-            continue
-        close = difflib.get_close_matches(sub, sorted(known or every), n=1, cutoff=0.6)
-        hint = f" (did you mean {key}.{close[0]}?)" if close else ""
-        valid = f"; valid: {', '.join(sorted(known))}" if known else ""
-        raise section.error(f"{key}.{sub}", f"unknown option for {what}{hint}{valid}")
+    check_sub_options(section, key, cls.KEYS if cls else (), every, what)

@@ -7,7 +7,6 @@ class method that reads and strictly checks its keys.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from n2q.config import Section
+from n2q.errors import did_you_mean, notice
 
 Shape = tuple[int, int, int]  # (C, H, W) of one example
 
@@ -193,11 +193,28 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
 def check_spatial(name: str, in_shape: Shape, out: Sequence[int]) -> None:
     """Constructors raise ValueError; the builder turns it into a located UserError."""
     if min(out) <= 0:
-        raise ValueError(f"the output of {name} would be empty (input {in_shape[1]}x"
-                         f"{in_shape[2]}, output {out[0]}x{out[1]}): reduce the kernel or "
-                         "the stride, or pad")
+        raise ValueError(f"the output of {name} would be empty (width x height: input "
+                         f"{in_shape[2]}x{in_shape[1]}, output {out[1]}x{out[0]}): reduce "
+                         "the kernel or the stride, or pad")
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+def check_sub_options(section: Section, key: str, known: Iterable[str], every: Iterable[str],
+                      what: str) -> None:
+    """The ``key.*`` options of a named choice (``ActivationFunction.*``, ``WeightsFiller.*``).
+    An option no choice knows is an error with a suggestion (LeNet_quant.ini's
+    ``ActivationFunction.QuantizationLevels``); an option of another choice, inherited from a
+    base block whose choice the cell overrides, is ignored with a notice. ``what`` names the
+    choice in the messages ("a Rectifier activation")."""
+    known, every = set(known), set(every)
+    for sub in section.subkeys(f"{key}."):
+        if sub in known:
+            continue
+        if sub in every:
+            file, line = section.line_of(f"{key}.{sub}")
+            notice(f"{file}:{line}: [{section.name}] {key}.{sub}: ignored, not an option of "
+                   f"{what}")
+            continue
+        hint = did_you_mean(sub, known or every).replace("(did you mean ",
+                                                         f"(did you mean {key}.")
+        valid = f"; valid: {', '.join(sorted(known))}" if known else ""
+        raise section.error(f"{key}.{sub}", f"unknown option for {what}{hint}{valid}")

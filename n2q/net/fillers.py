@@ -7,13 +7,13 @@ global generator (seeded by the run), in bulk.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import ClassVar
 
 import torch
 
 from n2q.config import Section
+from n2q.net.base import check_sub_options
 
 FILLERS: dict[str, type[Filler]] = {}
 VARIANCE_NORMS = ("FanIn", "Average", "FanOut")
@@ -149,22 +149,8 @@ def make_filler(section: Section, key: str) -> Filler:
 
 
 def _check_options(section: Section, key: str, cls: type[Filler] | None) -> None:
-    """Options no filler knows are errors; options of another filler (inherited from a base
-    block whose filler the cell overrides) are ignored with a notice."""
-    from n2q.errors import notice
-
-    known = set(cls.KEYS) if cls else set()
-    every = {opt for c in FILLERS.values() for opt in c.KEYS}
+    """Options of no filler are errors; those of another filler (inherited from a base block
+    whose filler the cell overrides) are ignored with a notice."""
     what = f"a {cls.name}" if cls else "the default filler (NormalFiller 0, 0.05)"
-    for sub in section.subkeys(f"{key}."):
-        if sub in known:
-            continue
-        if sub in every:
-            file, line = section.line_of(f"{key}.{sub}")
-            notice(f"{file}:{line}: [{section.name}] {key}.{sub}: ignored, not an option of "
-                   f"{what}")
-            continue
-        close = difflib.get_close_matches(sub, sorted(known or every), n=1, cutoff=0.6)
-        hint = f" (did you mean {key}.{close[0]}?)" if close else ""
-        valid = f"; valid: {', '.join(sorted(known))}" if known else ""
-        raise section.error(f"{key}.{sub}", f"unknown option for {what}{hint}{valid}")
+    every = {opt for c in FILLERS.values() for opt in c.KEYS}
+    check_sub_options(section, key, cls.KEYS if cls else (), every, what)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from n2q.config import Config, Section, read_globals
-from n2q.errors import UserError
-from n2q.net.base import CELL_TYPES, Cell, Shape, Shared, did_you_mean
+from n2q.errors import UserError, did_you_mean
+from n2q.net.base import CELL_TYPES, Cell, Shape, Shared
 
 PROVIDER_NAMES = ("sp", "env")
 SPIKING_ENV_KEYS = ("StimulusType", "PeriodMin", "PeriodMeanMin", "PeriodMeanMax",
@@ -184,13 +184,13 @@ class Network(nn.Module):
     def summary(self) -> str:
         rows = [("layer", "type", "input(s)", "output", "params", "quantizers")]
         for name, cell in self.cells.items():
-            q = [f"W:{type(cell.weight_quantizer).__name__}"] if cell.weight_quantizer else []
-            q += [f"A:{type(cell.act_quantizer).__name__}"] if cell.act_quantizer else []
+            q = [f"W:{_label(cell.weight_quantizer)}"] if cell.weight_quantizer else []
+            q += [f"A:{_label(cell.act_quantizer)}"] if cell.act_quantizer else []
             act = type(cell.activation).__name__
             kind = cell.type + ("" if act == "Identity" else f"+{act}")
             rows.append((name, kind, ",".join(self.inputs[name]),
                          "x".join(str(v) for v in cell.out_shape), f"{cell.nb_params():,}",
-                         " ".join(q) or "-"))
+                         ", ".join(q) or "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(v.rjust(w) if i == 4 else v.ljust(w)
                            for i, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip()
@@ -202,21 +202,24 @@ class Network(nn.Module):
         return "\n".join(lines)
 
 
+def _label(quantizer: nn.Module) -> str:
+    """A quantizer in the summary: its own short label ("SAT R=15") or its class name."""
+    describe = getattr(quantizer, "describe", None)
+    return describe() if callable(describe) else type(quantizer).__name__
+
+
 # -- building -----------------------------------------------------------------------------------
 def check_not_spiking(cfg: Config) -> None:
-    """Spiking models (DefaultModel=Spike*, Model=Spike*, [env] spiking keys) are out of
-    scope: a clear refusal instead of a crash."""
+    """Spiking models (Model=Spike*, [env] spiking keys) are out of scope: a clear refusal
+    instead of a crash (DefaultModel=Spike* is refused by read_globals)."""
     msg = "spiking models are not supported by n2q (frame-based training only)"
-    if "DefaultModel" in cfg.globals:
-        if cfg.globals.str("DefaultModel").startswith("Spike"):
-            raise cfg.globals.error("DefaultModel", msg)
     env = cfg.get("env")
     if env is not None:
         for key in SPIKING_ENV_KEYS:
             if key in env:
                 raise env.error(key, msg)
     for sec in cfg.sections:
-        if "Input" in sec.entries and "Model" in sec.entries:
+        if "Input" in sec.entries and "Model" in sec:  # also from a base or ConfigSection
             if sec.str("Model").startswith("Spike"):
                 raise sec.error("Model", msg)
 
@@ -252,6 +255,9 @@ def _stuck_error(pending: dict[str, list[str]], sections: dict[str, Section],
         for i in ins:
             if i not in pending and not built(i):
                 sec = sections[name]
+                if i in sec.config:  # a base block, a config section...
+                    return sec.error("Input", f"[{i}] is not a layer (it has no Input=): "
+                                     "name the provider (sp) or a layer of this file")
                 known = [n for n in sections if n != name] + ["sp"]
                 return sec.error("Input", f"unknown input '{i}'{did_you_mean(i, known)}: "
                                  "name the provider (sp) or a cell of this file")
@@ -287,11 +293,20 @@ class _Builder:
     def build(self, sections: list[Section]) -> None:
         by_name = {s.name: s for s in sections}
         pending = {s.name: _input_names(s) for s in sections}
+        onnx = {s.name for s in sections if "Type" in s and s.str("Type") == "ONNX"}
         while pending:
             name = next((n for n, ins in pending.items() if self.ready(ins)), None)
             if name is None:
                 raise _stuck_error(pending, by_name, lambda i: self.ready([i]))
-            self.add_section(by_name[name], [self.resolve(i) for i in pending.pop(name)])
+            self.add_section(by_name[name], self.parents(pending.pop(name), onnx))
+
+    def parents(self, names: list[str], onnx: set[str]) -> list[str]:
+        """The cells feeding a layer. As in N2D2, an ONNX section named next to other inputs
+        (``Input=onnx,<node output>``) only orders the layer after the import: it is not an
+        input. Named alone (``Input=onnx``), it stands for the graph's first output (n2q: N2D2
+        would give the layer no input at all)."""
+        kept = [n for n in names if n not in onnx] or names
+        return [self.resolve(n) for n in kept]
 
     def add_section(self, section: Section, inputs: list[str]) -> None:
         type_name = section.enum("Type", sorted(CELL_TYPES) + ["ONNX"])

@@ -132,7 +132,7 @@ def import_onnx(cfg: Config, section: Section,
                            f"INI removes them (NoBias=1): {', '.join(dropped[:3])}"
                            + (", ..." if len(dropped) > 3 else ""))
     for note in graph.notes:
-        notice(f"{section.file}:{section.line}: [{section.name}] {note}")
+        notice(f"{where(section)} {note}")
     return OnnxImport(cells=cells, outputs=outputs, aliases=aliases, sections=sections,
                       graph=graph)
 
@@ -168,7 +168,17 @@ def config_for_onnx_file(path: str | Path) -> Config:
         *[f"[{name}.Target]\n" for name in targets]])
     cfg = Config(path)
     parse_text(cfg, text, str(path))
+    _forget_lines(cfg)
     return cfg
+
+
+def _forget_lines(cfg: Config) -> None:
+    """The INI of ``n2q model.onnx`` is n2q's, not a file: errors name the .onnx file and the
+    section, never a line (``model.onnx: [onnx] File: ...``)."""
+    for sec in cfg.sections:
+        sec.line = 0
+        for entry in (*sec.entries.values(), *sec.variables.values()):
+            entry.line = 0
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -257,9 +267,16 @@ def _output_cells(graph: OnnxGraph, path: Path) -> list[str]:
 
     probe = Config(path)
     parse_text(probe, f"[onnx]\nInput=sp\nType=ONNX\nFile={path}\n", str(path))
+    _forget_lines(probe)
     section = probe["onnx"]
     _, _, outputs = translate(graph, section, OnnxOptions.from_section(section), ["sp"])
     return outputs
+
+
+def where(section: Section) -> str:
+    """``FILE:LINE: [SECTION]`` of a notice (no line for the INI of ``n2q model.onnx``)."""
+    return f"{section.file}:{section.line}: [{section.name}]" if section.line else \
+        f"{section.file}: [{section.name}]"
 
 
 # -- INI overrides -----------------------------------------------------------------------------

@@ -89,8 +89,8 @@ def build_generic_cell(graph: OnnxGraph, spec: Any, section: Section,
     try:
         module = onnx2torch.convert(single_node_model(graph, spec.node, data_inputs))
     except Exception as exc:
-        raise section.error(None, f"node {node_label(spec.node)}: onnx2torch cannot convert "
-                            f"it ({str(exc).splitlines()[0] if str(exc) else type(exc)})"
-                            ) from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise section.error(None, f"node {node_label(spec.node, graph.opset_label)}: "
+                            f"onnx2torch cannot convert it ({reason})") from None
     return OnnxOpCell(spec.name, spec.inputs, input_shapes[0], spec.onnx_shape, module,
                       spec.node.op_type, make_activation(section))

@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from n2q.errors import UserError
 
-MIN_OPSET = 9  # onnx2torch and this importer read opsets 9..20
+MIN_OPSET = 9  # older graphs are upgraded to this opset first (onnx2torch reads 9..20)
 
 
 class GraphError(Exception):
@@ -41,6 +41,14 @@ class OnnxGraph:
     shapes: dict[str, tuple[int, ...]]        # tensor name -> dims (batch first)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # repairs done, for the user
+    file_opset: int = 0                       # the opset written in the file (before upgrade)
+
+    @property
+    def opset_label(self) -> str:
+        """The opset as the user knows it: ``opset 7, upgraded to 9`` after an upgrade."""
+        if self.file_opset and self.file_opset != self.opset:
+            return f"opset {self.file_opset}, upgraded to {self.opset}"
+        return f"opset {self.opset}"
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         if tensor not in self.shapes:
@@ -64,11 +72,12 @@ def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     return out
 
 
-def node_label(node: onnx.NodeProto) -> str:
-    """How a node is named to the user: its first output (N2D2's cell name) and op type."""
+def node_label(node: onnx.NodeProto, opset: str = "") -> str:
+    """How a node is named to the user: its first output (N2D2's cell name), op type and
+    opset (``'out' (node 'n') [LRN, opset 13]``)."""
     first = node.output[0] if node.output else node.name
     named = f" (node '{node.name}')" if node.name and node.name != first else ""
-    return f"'{first}'{named} [{node.op_type}]"
+    return f"'{first}'{named} [{node.op_type}{', ' + opset if opset else ''}]"
 
 
 def read_model(path: Path) -> onnx.ModelProto:
@@ -93,11 +102,13 @@ def load_graph(path: Path, input_dims: list[tuple[int, ...]] | None = None,
         model = read_model(path)
     notes: list[str] = []
     _fix_spatial_batchnorm(model, notes)
-    opset = _default_opset(model)
+    opset = file_opset = _default_opset(model)
+    _check_opset_known(opset)
+    _check_domains(model)
+    _check_schemas(model, opset)
     if opset < MIN_OPSET:
         model = _upgrade(model, opset, notes)
         opset = _default_opset(model)
-    _check_domains(model)
     constants = _constants(model)
     data_inputs = [i.name for i in model.graph.input if i.name not in constants]
     if input_dims is not None:
@@ -105,7 +116,8 @@ def load_graph(path: Path, input_dims: list[tuple[int, ...]] | None = None,
     shapes = _infer_shapes(model)
     graph = OnnxGraph(path=path, model=model, opset=opset, nodes=list(model.graph.node),
                       constants=constants, data_inputs=data_inputs,
-                      outputs=[o.name for o in model.graph.output], shapes=shapes, notes=notes)
+                      outputs=[o.name for o in model.graph.output], shapes=shapes, notes=notes,
+                      file_opset=file_opset)
     consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.nodes:
         for name in node.input:
@@ -136,12 +148,37 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return 1
 
 
+def _check_opset_known(opset: int) -> None:
+    """A graph newer than the installed onnx package cannot be checked nor shape-inferred."""
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise GraphError(f"the graph is opset {opset}, newer than the installed onnx package "
+                         f"knows (opset {newest}): re-export it with opset {MIN_OPSET}..{newest}"
+                         " or upgrade the onnx package")
+
+
 def _check_domains(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise GraphError(f"node {node_label(node)} uses the custom operator domain "
                              f"'{node.domain}', which n2q cannot import: export the model "
                              "with standard ONNX operators")
+
+
+def _check_schemas(model: onnx.ModelProto, opset: int) -> None:
+    """Every node must be a standard operator at the graph's opset: experimental operators of
+    old exporters (ImageScaler, Crop...) and operators of later opsets cannot be upgraded nor
+    shape-inferred, so they are named here rather than in a converter assertion."""
+    for node in model.graph.node:
+        try:
+            onnx.defs.get_schema(node.op_type, opset, "")
+        except onnx.defs.SchemaError:
+            kind = ("is not a standard ONNX operator (an experimental or removed one)"
+                    if not onnx.defs.has(node.op_type) else f"does not exist at opset {opset}")
+            raise GraphError(f"node {node_label(node, f'opset {opset}')}: {node.op_type} "
+                             f"{kind}: re-export the graph without it, with standard operators"
+                             f" of opset {MIN_OPSET}..{onnx.defs.onnx_opset_version()}"
+                             ) from None
 
 
 def _fix_spatial_batchnorm(model: onnx.ModelProto, notes: list[str]) -> None:

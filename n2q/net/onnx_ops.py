@@ -19,7 +19,7 @@ import onnx
 
 from n2q.config import Section
 from n2q.errors import UserError, notice
-from n2q.net.onnx import CellSpec, OnnxOptions
+from n2q.net.onnx import CellSpec, OnnxOptions, where
 from n2q.net.onnx_graph import OnnxGraph, attributes, node_label
 
 Handler = Callable[["Translator", onnx.NodeProto], None]
@@ -97,7 +97,7 @@ class Translator:
 
     # -- tensors -----------------------------------------------------------------------------
     def fail(self, node: onnx.NodeProto | None, message: str) -> UserError:
-        where = f"node {node_label(node)}: " if node is not None else ""
+        where = f"node {node_label(node, self.graph.opset_label)}: " if node is not None else ""
         return self.section.error("File", f"{self.options.path.name}: {where}{message}")
 
     def source(self, tensor: str) -> str:
@@ -356,7 +356,7 @@ def pool(t: Translator, node: onnx.NodeProto) -> None:
                      "padded values cannot be imported")
     if explicit:
         if pooling == "Max" and not _non_negative(t, source):
-            notice(f"{t.section.file}:{t.section.line}: [{t.section.name}] node "
+            notice(f"{where(t.section)} node "
                    f"{node_label(node)}: asymmetric max-pool padding is imported as a zero "
                    "Padding cell (as N2D2 does): exact only for non-negative inputs")
         source = t.padding_cell(node, source, pads)
@@ -519,10 +519,11 @@ def generic(t: Translator, node: onnx.NodeProto) -> None:
     """An operator without n2q cell type: a float cell computed by onnx2torch's module."""
     from n2q.net.onnx_cell import GENERIC_TYPE, convertible
 
-    what = f"ONNX operator {node.op_type} (opset {t.graph.opset}) has no n2q cell"
+    what = f"ONNX operator {node.op_type} has no n2q cell"
     if not convertible(node.op_type, t.graph.opset):
-        raise t.fail(node, f"{what} and onnx2torch cannot convert it: remove it from the "
-                     f"graph, or skip it with Ignore={node.output[0]}")
+        raise t.fail(node, f"{what} and onnx2torch has no converter for it at opset "
+                     f"{t.graph.opset}: remove it from the graph, or skip it with "
+                     f"Ignore={node.output[0]}")
     if t.options.transpose:
         raise t.fail(node, f"{what}; it could run as an onnx2torch float cell, but not with "
                      "Transpose=1: re-export the graph with the layout of the data")
