@@ -61,7 +61,7 @@ class GraphBuilder:
               opset: int) -> onnx.ModelProto:
         values = [oh.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in inputs]
         if self.params_as_inputs:  # what IR 3 exporters (MXNet) wrote
-            values += [oh.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims))
+            values += [oh.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                        for t in self.inits]
         graph = oh.make_graph(self.nodes, "g", values,
                               [oh.make_tensor_value_info(output, TensorProto.FLOAT, out_dims)],

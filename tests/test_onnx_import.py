@@ -355,6 +355,33 @@ def test_def_blocks_and_node_overrides_land_on_the_intended_cells(tmp_path: Path
     assert [t.cell for t in net.targets] == ["soft1"]
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_pool_and_dropout_def_blocks_land_on_every_node_of_their_kind(tmp_path: Path) -> None:
+    body = """
+[onnx:Pool_def]
+QAct=SAT
+QAct.Range=15
+[onnx:Dropout_def]
+Dropout=0.6
+[onnx:BatchNorm_def]
+Epsilon=0.001
+{ONNX}
+[sm.Target]
+"""
+    net = build(write_ini(tmp_path, misc_ops_graph(), body, h=12, w=10), (3, 12, 10))
+    pools = sorted(n for n, c in net.cells.items() if c.type == "Pool")
+    assert pools == ["ap", "mp"]
+    assert sorted(n for n, c in net.cells.items() if "QAct" in c.section) == pools
+    assert net.cells["ap"].section.int("QAct.Range") == 15
+    assert net.cells["do"].p == pytest.approx(0.6)     # the INI wins over the graph's 0.3
+    path = tmp_path / "model.onnx"
+    torch_cnn_export(path)
+    net = build(write_ini(tmp_path, None, body.replace("sm.Target", "logits.Target"), h=16),
+                (3, 16, 16))
+    bns = [c for c in net.cells.values() if c.type == "BatchNorm"]
+    assert len(bns) == 2 and all(c.eps == pytest.approx(1e-3) for c in bns)
+
+
 def test_nobias_in_the_ini_drops_the_graph_bias_with_a_notice(tmp_path: Path, capsys) -> None:
     body = "[onnx:Conv_def]\nNoBias=1\n{ONNX}\n[sm.Target]\n"
     net = build(write_ini(tmp_path, misc_ops_graph(), body, h=12, w=10), (3, 12, 10))
@@ -458,9 +485,9 @@ def test_unsupported_operator_names_node_type_and_opset(tmp_path: Path) -> None:
     g.node("LpNormalization", ["c_fwd"], "norm", name="lp_node")
     model = g.model([("data", [1, 3, 8, 8])], "norm", [1, 4, 6, 6], 13)
     with pytest.raises(UserError, match=r"\[onnx\] File: model.onnx: node 'norm' \(node "
-                       r"'lp_node'\) \[LpNormalization\]: ONNX operator LpNormalization "
-                       r"\(opset 13\) has no n2q cell and onnx2torch cannot convert it.*"
-                       "Ignore=norm"):
+                       r"'lp_node'\) \[LpNormalization, opset 13\]: ONNX operator "
+                       r"LpNormalization has no n2q cell and onnx2torch has no converter for "
+                       "it at opset 13.*Ignore=norm"):
         build(write_ini(tmp_path, model, "{ONNX}\n[norm.Target]\n", h=8), (3, 8, 8))
 
 

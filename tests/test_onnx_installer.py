@@ -153,10 +153,15 @@ def test_checksum_mismatch_installs_nothing(tool, zoo, tmp_path, capsys, model_b
 
 def test_offline_gives_a_clear_message(tool, tmp_path, capsys, model_bytes) -> None:
     m = manifest(tmp_path, [tiny("http://127.0.0.1:9/tiny-7.onnx", model_bytes)])
-    assert tool.main(["tiny", "--dest", str(tmp_path), "--manifest", str(m)]) == 2
+    dest = tmp_path / "models"
+    assert tool.main(["tiny", "--dest", str(dest), "--manifest", str(m)]) == 2
     err = capsys.readouterr().err
     assert "cannot download tiny-7.onnx" in err and "Offline?" in err and "--from DIR" in err
     assert err.count("\n") == 1
+    assert not dest.exists()   # nothing half-made: no empty ONNX/tiny/ folder either
+    (dest / "ONNX").mkdir(parents=True)   # folders the user had are kept
+    assert tool.main(["tiny", "--dest", str(dest), "--manifest", str(m)]) == 2
+    assert sorted(p.name for p in dest.rglob("*")) == ["ONNX"]
 
 
 def test_from_folder_extracts_the_onnx_of_an_archive(tool, zoo, tmp_path, model_bytes) -> None:

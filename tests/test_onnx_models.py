@@ -69,6 +69,21 @@ def test_resnet18v1_ini_builds_with_a_zoo_shaped_file(tmp_path: Path, monkeypatc
     assert net.cells["resnetv15_dense0_fwd"].out_shape[0] == 1000
 
 
+def test_mobilenetv2_ini_builds_with_a_zoo_shaped_file(tmp_path: Path, monkeypatch) -> None:
+    from test_onnx_graphs import mobilenetv2_like
+
+    monkeypatch.setenv("N2Q_MODELS", str(tmp_path))
+    target = tmp_path / "ONNX" / "mobilenetv2" / "mobilenetv2-1.0.onnx"
+    target.parent.mkdir(parents=True)
+    onnx.save(mobilenetv2_like(size=224, classes=1000), str(target))
+    net = build_network(load_config(ROOT / "models" / "ONNX" / "mobilenetv2-onnx.ini"),
+                        (3, 224, 224), quantize=False)
+    assert net.inputs["softmax"] == ["mobilenetv20_output_pred_fwd"]
+    assert net.cells["mobilenetv20_output_pred_fwd"].out_shape == (1000, 1, 1)
+    dw = net.cells["mobilenetv20_features_linearbottleneck1_conv1_fwd"]
+    assert dw.section.float("Solvers.LearningRate") == 0.001 and dw.groups == 96
+
+
 def test_resnet18v1_ini_tests_on_an_imagenet_folder(tmp_path: Path, monkeypatch,
                                                     capsys) -> None:
     """``n2q models/ONNX/resnet-18-v1-onnx.ini -test`` end to end (provider, import, test

@@ -241,3 +241,38 @@ def test_n2d2_lsq_8bit_recipe_learns(tiny_imagenet: Path, reference: Path,
     assert main([str(ini), "-learn", "4", "-log", "4", "-seed", "2"]) == 0
     assert (tiny_imagenet / "weights_validation").is_dir()
     assert "validation score" in capsys.readouterr().out
+
+
+# -- the recipes of configs/ (written for n2q, same cells as above) ------------------------------
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def zoo_stand_in(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$N2Q_MODELS/ONNX/resnet-18-v1/resnet18v1.onnx: the zoo's structure, narrow layers."""
+    target = models / "ONNX" / "resnet-18-v1" / "resnet18v1.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(resnet18v1(size=224, classes=1000, widths=(4, 4, 8, 8)), str(target))
+    monkeypatch.setenv("N2Q_MODELS", str(models))
+
+
+@pytest.mark.parametrize("recipe,expected", [
+    ("resnet18-v1_SAT_clamp.ini", ("SAT", 255, None, 255)),
+    ("resnet18-v1_SAT_W4A4.ini", ("SAT", 15, 15, 255)),
+    ("resnet18-v1_LSQ_8b.ini", ("LSQ", 255, 255, 255)),
+])
+def test_configs_recipes_put_quantizers_on_the_named_cells(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recipe: str, expected: tuple) -> None:
+    zoo_stand_in(tmp_path, monkeypatch)
+    assert quantizers(CONFIGS / recipe, (3, 224, 224)) == expected_quantizers(*expected)
+
+
+@pytest.mark.slow
+def test_configs_lsq_recipe_learns(tiny_imagenet: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture) -> None:
+    zoo_stand_in(tiny_imagenet / "models", monkeypatch)
+    text = (CONFIGS / "resnet18-v1_LSQ_8b.ini").read_text()
+    assert "BatchSize=256" in text
+    ini = tiny_imagenet / "lsq.ini"   # the folder holds 18 images: batches of 4
+    ini.write_text(text.replace("BatchSize=256", "BatchSize=4"))
+    assert main([str(ini), "-learn", "4", "-log", "4", "-seed", "3"]) == 0
+    assert "validation score" in capsys.readouterr().out

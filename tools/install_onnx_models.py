@@ -238,8 +238,21 @@ def find_local(model: ZooModel, folder: Path) -> Path:
 
 # -- installing ----------------------------------------------------------------------------------
 def install(model: ZooModel, root: Path, source: Path | None, trust_new: bool) -> Path:
+    """Install one model; on failure, folders this call created are removed again (a
+    resumable ``.part`` download is kept, and with it its folder)."""
     target = target_path(root, model)
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _install(model, target, source, trust_new)
+    except BaseException:
+        for folder in created:   # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _install(model: ZooModel, target: Path, source: Path | None, trust_new: bool) -> Path:
     recorded = _recorded_checksums(target.parent)
     if target.is_file() and recorded.get(model.install_as) == sha256_of(target):
         print(f"{model.name}: already installed ({target})")

@@ -1,10 +1,12 @@
 """Reading an ONNX file into a graph the importer can walk (spec/onnx.md, Conversion).
 
-Loading does the repairs the model zoo needs before anything else looks at the graph:
-MXNet-era ``BatchNormalization(spatial=0)`` with per-channel parameters is rewritten to the
-spatial form, graphs below opset 9 are upgraded with ``onnx.version_converter`` (the zoo
-ResNet-18 v1 is opset 7), the data input is resized to the provider when asked
-(``IgnoreInputSize=1``) and shapes are inferred so that every tensor has known dimensions.
+Loading checks that every node is a standard operator at the graph's opset (an opset the
+installed onnx package knows), then does the repairs the model zoo needs before anything else
+looks at the graph: MXNet-era ``BatchNormalization(spatial=0)`` with per-channel parameters is
+rewritten to the spatial form, graphs below opset 9 are upgraded with
+``onnx.version_converter`` (the zoo ResNet-18 v1 is opset 7), the data input is resized to the
+provider when asked (``IgnoreInputSize=1``) and shapes are inferred so that every tensor has
+known dimensions.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-from n2q.errors import UserError
 
 MIN_OPSET = 9  # older graphs are upgraded to this opset first (onnx2torch reads 9..20)
 
@@ -271,8 +271,3 @@ def _infer_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     for init in inferred.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes
-
-
-def user_error(section: Any, message: str) -> UserError:
-    """A graph problem, located at the ONNX section's ``File=`` line."""
-    return section.error("File", message)
