@@ -17,6 +17,7 @@ CORPUS = Path(os.environ.get("N2Q_TEST_REFERENCE", "/nonexistent")) / "n2d2-mode
 INIS = sorted(p.relative_to(CORPUS).as_posix() for p in CORPUS.glob("**/*.ini")) if (
     CORPUS.is_dir()) else []
 
+SPIKING = r"\[env\] StimulusType: spiking models are not supported by n2q"
 # what N2D2's files contain that n2q refuses, and why
 EXPECTED_ERRORS = {
     "GTSRB29_32c4s1_32mp2_48c5s1_48mp3_200_43.ini": r"unknown value 'GTSRB_DIR_Database'",
@@ -24,10 +25,10 @@ EXPECTED_ERRORS = {
     "IMDBWIKI.ini": r"CompositeStimuli: composite stimuli",
     "IMDBWIKI_FasterRCNN.ini": r"CompositeStimuli: composite stimuli",
     # spiking models: their provider is [env] with spike coding keys
-    "LeNet_Spike.ini": r"\[env\] StimulusType: unknown key",
-    "mnist-stdp.ini": r"\[env\] StimulusType: unknown key",
-    "mnist-stdp-ijcnn.ini": r"\[env\] StimulusType: unknown key",
-    "mnist24_16c4s2_24c5s2_150_10_Spike.ini": r"\[env\] StimulusType: unknown key",
+    "LeNet_Spike.ini": SPIKING,
+    "mnist-stdp.ini": SPIKING,
+    "mnist-stdp-ijcnn.ini": SPIKING,
+    "mnist24_16c4s2_24c5s2_150_10_Spike.ini": SPIKING,
     "ResNet-18-BN.ini": r"missing section \[sp\]",
     # VGG16.ini slices Learn and Test to 224 but leaves Validation at 256x256
     "VGG16.ini": r"VGG16.ini:59: \[sp.Transformation-2\] stimuli come out of this "
@@ -55,16 +56,17 @@ def test_corpus_provider(name: str, tiny_root: Path, monkeypatch: pytest.MonkeyP
     cfg = load_config(CORPUS / name)
     if "database" not in cfg:
         pytest.skip("no [database]")
-    provider = "env" if "env" in cfg and "sp" not in cfg else "sp"
+    provider = "env" if "env" in cfg and "sp" not in cfg else "sp"  # make_provider's own pick
     expected = EXPECTED_ERRORS.get(Path(name).name)
     if expected:
         with pytest.raises(UserError, match=expected):
-            sp = make_provider(cfg, 1, provider)
+            sp = make_provider(cfg, 1)
             for partition, n in sp.partition_sizes().items():
                 if n:
                     next(iter(sp.loader(partition, shuffle=False, limit=1, num_workers=0)))
         return
-    sp = make_provider(cfg, 1, provider)
+    sp = make_provider(cfg, 1)
+    assert sp.name == provider
     assert cfg.generated[(provider, "_EpochSize")] == sp.partition_sizes()["Learn"]
     for partition, n in sp.partition_sizes().items():
         if n:

@@ -80,7 +80,9 @@ def test_checksum_mismatch_refused(tool, tmp_path: Path, capsys) -> None:
     rc = tool.main(["mnist", "--from", str(source), "--root", str(tmp_path / "r"), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "t10k-labels-idx1-ubyte.gz: MD5" in err and "does not match" in err
+    assert "give the original t10k-labels-idx1-ubyte.gz of mnist" in err
     assert not (tmp_path / "r" / "mnist").exists()
+    assert (source / "t10k-labels-idx1-ubyte.gz").exists()  # the user's file is left alone
 
 
 def test_missing_file_in_from_folder(tool, tmp_path: Path, capsys) -> None:

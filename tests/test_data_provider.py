@@ -308,3 +308,45 @@ def test_cache_entry_refreshed_when_image_changes(tmp_path: Path, data_root: Pat
     sp2, _ = provider(tmp_path, text)
     x, _, _ = all_of(sp2, "Learn", shuffle=False, num_workers=0)
     assert torch.all(x == 77 / 255)
+
+
+ENV = "[env]\nSizeX=3\nSizeY=4\nBatchSize=3\n"
+
+
+def test_env_section_is_the_provider_of_frame_models(tmp_path: Path, mnist: np.ndarray) -> None:
+    # seed 004's LeNet: [env] (SizeX/SizeY/BatchSize), no [sp]; make_provider finds it itself
+    text = (MNIST + ENV + "[env.Transformation-1]\nType=FlipTransformation\nVerticalFlip=1\n"
+            "[c]\nSteps=$([sp]_EpochSize * 2)\nOther=[env]_EpochSize\n")
+    sp, cfg = provider(tmp_path, text)
+    assert sp.name == "env" and sp.size == (1, 4, 3) and sp.batch_size == 3
+    x, _, ids = all_of(sp, "Test", shuffle=False)
+    assert torch.equal(x[:, 0], torch.from_numpy(mnist[ids.numpy()]).float().flip(1) / 255)
+    # 16 learn stimuli (20 train, Validation=0.2); both provider names resolve
+    assert cfg["c"].int("Steps") == 32 and cfg["c"].int("Other") == 16
+    # with both sections, [sp] is the provider
+    sp, _ = provider(tmp_path, MNIST + "[sp]\nSizeX=3\nSizeY=4\nBatchSize=2\n" + ENV)
+    assert sp.name == "sp" and sp.batch_size == 2
+
+
+def test_env_statistics_published_under_both_names(tmp_path: Path, mnist: np.ndarray) -> None:
+    text = (MNIST + ENV + "[env.StimuliData-s]\nApplyTo=TestOnly\n"
+            "[c]\nMean=[sp.StimuliData-s]_GlobalValue.mean\n")
+    sp, cfg = provider(tmp_path, text)
+    mean = float(mnist[sp.partition_ids("Test")].astype(np.float64).mean())
+    assert sp.stimuli_data["env.StimuliData-s"]["mean"] == pytest.approx(mean)
+    assert cfg["c"].float("Mean") == pytest.approx(mean)
+
+
+def test_spiking_env_keys_refused(tmp_path: Path, mnist: np.ndarray) -> None:
+    with pytest.raises(UserError, match=r"net.ini:8: \[env\] StimulusType: spiking models are "
+                       r"not supported by n2q .*remove the spike coding keys"):
+        provider(tmp_path, MNIST + ENV + "StimulusType=JitteredPeriodic\n")
+
+
+def test_sp_references_read_env_keys(tmp_path: Path, mnist: np.ndarray) -> None:
+    # [sp]SizeX in a file whose provider is [env] (and the reverse) reads the provider's key
+    text = (MNIST + "[env]\nSizeX=5\nSizeY=6\n[env.Transformation-1]\n"
+            "Type=RescaleTransformation\nWidth=[sp]SizeX\nHeight=[env]SizeY\n")
+    sp, _ = provider(tmp_path, text)
+    x, _, _ = all_of(sp, "Test", shuffle=False)
+    assert x.shape == (6, 1, 6, 5)

@@ -94,6 +94,19 @@ def test_resize_u8_matches_opencv_arithmetic(src, dst) -> None:
     assert np.abs(got.astype(int) - ref).max() <= 1
 
 
+@pytest.mark.parametrize(("src", "dst"), [((1, 1), (3, 2)), ((2, 3), (5, 1)), ((4, 2), (1, 7)),
+                                          ((37, 46), (25, 32)), ((25, 32), (37, 46))])
+def test_resize_u8_batched_colour_planes(src, dst) -> None:
+    # [N, C, H, W]: every plane resized on its own, odd/even widths, 1- and 2-pixel sources
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (2, 3, *src), dtype=np.uint8)
+    got = resize_u8(torch.from_numpy(img), *dst)
+    assert got.shape == (2, 3, *dst) and got.dtype == torch.uint8
+    for n in range(2):
+        for c in range(3):
+            assert np.array_equal(got[n, c].numpy(), opencv_linear_u8_reference(img[n, c], *dst))
+
+
 def test_resize_float_is_half_pixel_bilinear() -> None:
     x = row([0.0, 1.0], torch.float32)
     assert torch.allclose(resize_float(x, 1, 4).flatten(), torch.tensor([0, 0.25, 0.75, 1.0]))

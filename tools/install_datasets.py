@@ -43,27 +43,22 @@ _MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _CIFAR = "https://www.cs.toronto.edu/~kriz/"
 
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _idx_files(base: str, md5s: tuple[str, str, str, str]) -> list[Remote]:
+    """The four IDX files of an MNIST-format data set, in _IDX_FILES order."""
+    return [Remote(name, base + name, md5) for name, md5 in zip(_IDX_FILES, md5s, strict=True)]
+
+
 DATASETS: dict[str, Dataset] = {
-    "mnist": Dataset("mnist", [
-        Remote("train-images-idx3-ubyte.gz", _MNIST + "train-images-idx3-ubyte.gz",
-               "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        Remote("train-labels-idx1-ubyte.gz", _MNIST + "train-labels-idx1-ubyte.gz",
-               "d53e105ee54ea40749a09fcbcd1e9432"),
-        Remote("t10k-images-idx3-ubyte.gz", _MNIST + "t10k-images-idx3-ubyte.gz",
-               "9fb629c4189551a2d022fa330f9573f3"),
-        Remote("t10k-labels-idx1-ubyte.gz", _MNIST + "t10k-labels-idx1-ubyte.gz",
-               "ec29112dd5afa0611ce80d1b7f02629c"),
-    ]),
-    "fashion-mnist": Dataset("fashion-mnist", [
-        Remote("train-images-idx3-ubyte.gz", _FASHION + "train-images-idx3-ubyte.gz",
-               "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-        Remote("train-labels-idx1-ubyte.gz", _FASHION + "train-labels-idx1-ubyte.gz",
-               "25c81989df183df01b3e8a0aad5dffbe"),
-        Remote("t10k-images-idx3-ubyte.gz", _FASHION + "t10k-images-idx3-ubyte.gz",
-               "bef4ecab320f06d8554ea6380940ec79"),
-        Remote("t10k-labels-idx1-ubyte.gz", _FASHION + "t10k-labels-idx1-ubyte.gz",
-               "bb300cfdad3c16e7a12a480ee83cd310"),
-    ]),
+    "mnist": Dataset("mnist", _idx_files(_MNIST, (
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
+    "fashion-mnist": Dataset("fashion-mnist", _idx_files(_FASHION, (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
     "cifar-10": Dataset("cifar-10-batches-bin", [
         Remote("cifar-10-binary.tar.gz", _CIFAR + "cifar-10-binary.tar.gz",
                "c32a1d4ab5d03f1284b67883e8d87530"),
@@ -131,11 +126,11 @@ def download(remote: Remote, target: Path, dataset: str, quiet: bool = False) ->
     part.replace(target)
 
 
-def verify(path: Path, remote: Remote) -> None:
+def verify(path: Path, remote: Remote, fix: str = "delete it and install again") -> None:
     got = md5_of(path)
     if got != remote.md5:
         raise InstallError(f"{path}: MD5 {got} does not match the expected {remote.md5} "
-                           "(corrupt or different file): delete it and install again")
+                           f"(corrupt or different file): {fix}")
 
 
 def fetch(name: str, dataset: Dataset, root: Path, source: Path | None, quiet: bool) -> list[Path]:
@@ -154,7 +149,8 @@ def fetch(name: str, dataset: Dataset, root: Path, source: Path | None, quiet: b
             if not path.is_file():
                 download(remote, path, name, quiet)
         try:
-            verify(path, remote)
+            verify(path, remote, "install again (the bad download was deleted)"
+                   if source is None else f"give the original {remote.name} of {name}")
         except InstallError:
             if source is None:
                 path.unlink()  # a bad download must not be resumed from

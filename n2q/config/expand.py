@@ -118,6 +118,8 @@ def _reference(config: Config, m: re.Match, section: Section, key: str, depth: i
     if generated is not None:
         return _format(generated)
     target = config.get(sec_name)
+    if target is None and sec_name in ("sp", "env"):  # the provider, whichever name it has
+        target = config.get("env" if sec_name == "sp" else "sp")
     if target is None:
         return _missing_section(m, section, key, whole)
     if ref_key.startswith("_"):

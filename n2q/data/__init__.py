@@ -12,8 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from n2q.data.provider import StimuliProvider
 
 
-def make_provider(cfg: Any, seed: int, name: str = "sp") -> StimuliProvider:
-    """Build the data base and the provider ``[name]`` of ``cfg`` (see provider.py)."""
+def make_provider(cfg: Any, seed: int, name: str | None = None) -> StimuliProvider:
+    """Build the data base and the provider ``[name]`` of ``cfg`` (default: ``[sp]``, or
+    ``[env]`` when there is no ``[sp]``; see provider.py)."""
     from n2q.data.provider import make_provider as _make
 
     return _make(cfg, seed, name)

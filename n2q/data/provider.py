@@ -34,6 +34,7 @@ from n2q.errors import UserError
 SP_KEYS = ("SizeX", "SizeY", "NbChannels", "Size", "BatchSize", "CachePath", "CompositeStimuli",
            "DataSignedMapping", "QuantizationLevels", "QuantizationMin", "QuantizationMax",
            "ConfigSection")
+PROVIDER_NAMES = ("sp", "env")  # N2D2's StimuliProvider and its Environment (frame models)
 STATS = ("mean", "stdDev", "minVal", "maxVal")
 _CHUNK = 2048  # stimuli per batched pass over an in-memory data base (bounds peak memory)
 _FINAL_BYTES = 1 << 30  # largest in-memory partition kept finalized (float32)
@@ -46,6 +47,8 @@ class StimuliProvider:
         self.name = name
         sec = cfg[name]
         self.section = sec
+        if name == "env":
+            _refuse_spiking(sec)
         sec.check_keys(SP_KEYS, "the stimuli provider")
         self.size = self._read_size(sec)
         self.batch_size = sec.int("BatchSize", 1)
@@ -60,7 +63,7 @@ class StimuliProvider:
         cache = sec.path("CachePath", None)
         self.cache_dir = cache
         self.database = make_database(cfg, self.seed)
-        cfg.set_generated(name, "_EpochSize", len(self.database.partitions["Learn"]))
+        self._publish(name, "_EpochSize", len(self.database.partitions["Learn"]))
         self.stimuli_data: dict[str, dict[str, float]] = {}
         self._cacheable: list[Step] = []
         self._on_the_fly: list[Step] = []
@@ -229,9 +232,12 @@ class StimuliProvider:
                 if len(ids):
                     self._check_size(pre[0], partition, int(ids[0]), 0)
                 if pre.numel() * 4 <= _FINAL_BYTES:
-                    pre = torch.cat([self.finalize(pre[i:i + _CHUNK])
-                                     for i in range(0, len(pre), _CHUNK)]) if len(pre) else (
-                        self.finalize(pre))
+                    # chunk by chunk into one buffer: no float32 copy of the whole partition
+                    # beside it (as torch.cat of the chunks would make)
+                    final = torch.empty(pre.shape, dtype=torch.float32)
+                    for i in range(0, len(pre), _CHUNK):
+                        final[i:i + _CHUNK] = self.finalize(pre[i:i + _CHUNK])
+                    pre = final
                     self._finalized.add(partition)
             self._precomputed[partition] = pre
         return self._precomputed[partition]
@@ -323,11 +329,33 @@ class StimuliProvider:
         stats = acc.result()
         self.stimuli_data[sub.name] = stats
         for key, value in stats.items():
-            self.cfg.set_generated(sub.name, f"_GlobalValue.{key}", value)
+            self._publish(sub.name, f"_GlobalValue.{key}", value)
+
+    def _publish(self, section: str, key: str, value: float) -> None:
+        """A generated key, also under the other provider name ([sp] <-> [env]) so that
+        ``[sp]_EpochSize`` works in a file whose provider is ``[env]`` and the reverse."""
+        self.cfg.set_generated(section, key, value)
+        head, dot, tail = section.partition(".")
+        if head in PROVIDER_NAMES:
+            alias = PROVIDER_NAMES[1 - PROVIDER_NAMES.index(head)]
+            self.cfg.set_generated(alias + dot + tail, key, value)
 
 
-def make_provider(cfg, seed: int, name: str = "sp") -> StimuliProvider:
+def make_provider(cfg, seed: int, name: str | None = None) -> StimuliProvider:
+    """The provider of ``cfg``: ``[sp]``, or ``[env]`` when there is no ``[sp]`` (N2D2's
+    Environment is a stimuli provider for frame models; seed 004's LeNet writes ``[env]``)."""
+    if name is None:
+        name = "env" if "sp" not in cfg and "env" in cfg else "sp"
     return StimuliProvider(cfg, seed, name)
+
+
+def _refuse_spiking(sec) -> None:
+    from n2q.net.graph import SPIKING_ENV_KEYS  # one list of N2D2's spike-coding keys
+
+    for key in SPIKING_ENV_KEYS:
+        if key in sec:
+            raise sec.error(key, "spiking models are not supported by n2q (frame-based "
+                            "training only): remove the spike coding keys from [env]")
 
 
 class Batches:
@@ -407,7 +435,9 @@ class _BatchDataset(torch.utils.data.Dataset):
                 xs.append(p.stimulus(self.partition, stimulus, self.epoch))
         stim = torch.from_numpy(self.ids[positions])
         y = torch.from_numpy(p.database.targets[self.ids[positions]])
-        x = torch.stack(xs) if xs else torch.zeros(0, *p.size)
+        # default_collate stacks straight into shared memory in a worker process (a plain
+        # stack would be copied there once more to reach the main process)
+        x = torch.utils.data.default_collate(xs) if xs else torch.zeros(0, *p.size)
         return (x, y, stim) if self.with_ids else (x, y)
 
 
