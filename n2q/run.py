@@ -1,0 +1,316 @@
+"""``run(options)``: the phases of one n2q command, in the spec's order (spec/cli.md).
+
+load the network file -> seed -> data (partition sizes) -> network (summary, graph) ->
+load (-w / -l) -> find-lr (exits) -> learn -> test (best weights reloaded; -fuse / -qat-sat)
+-> export. Everything is written in the current directory.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from n2q.errors import UserError, notice
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from n2q.cli import Options
+
+SEED_FILE = "seed.dat"
+
+
+# ------------------------------------------------------------------------------------------------
+# the network file (INI, or ONNX through the ONNX engineer's hook)
+# ------------------------------------------------------------------------------------------------
+def load_network_file(path: str) -> Any:
+    """The Config of ``n2q NET.ini`` or ``n2q NET.onnx``."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"no such network file: {path}")
+    if file.suffix.lower() == ".onnx":
+        return onnx_file_config(file)
+    from n2q.config import load_config
+
+    return load_config(file)
+
+
+def onnx_file_config(file: Path) -> Any:
+    """HOOK for ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
+    provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
+    from n2q.net.onnx import config_for_onnx_file
+
+    return config_for_onnx_file(file)
+
+
+# ------------------------------------------------------------------------------------------------
+# seed and device
+# ------------------------------------------------------------------------------------------------
+def choose_seed(options: Options, saved: int | None, workdir: Path) -> tuple[int, bool]:
+    """(seed, read from seed.dat): -seed N; a resumed state's seed; seed.dat for runs that do
+    not learn (so that their partitions are the learning run's); else the time."""
+    learning = bool(options.learn or options.learn_epoch or options.find_lr)
+    if saved is not None:
+        if options.seed and options.seed != saved:
+            notice(f"-seed {options.seed} ignored: the saved state was learned with seed "
+                   f"{saved}, which its partitions and data order need")
+        return saved, False
+    if options.seed:
+        return options.seed, False
+    seed_file = workdir / SEED_FILE
+    if not learning and seed_file.is_file():
+        text = seed_file.read_text().strip()
+        try:
+            return int(text), True
+        except ValueError:
+            raise UserError(f"'{text}' is not a seed: write one integer or delete the file",
+                            file=seed_file) from None
+    return int(time.time()) & 0x7FFFFFFF, False
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.manual_seed(seed)
+
+
+def resolve_device(spec: str, explicit: bool) -> torch.device:
+    """``-dev``: GPU index, cpu or cuda:N. Without CUDA, a GPU index falls back to the CPU
+    (notice when asked for explicitly); ``cuda:N`` without CUDA is an error."""
+    import torch
+
+    if spec == "cpu":
+        return torch.device("cpu")
+    index = int(spec.split(":")[1]) if ":" in spec else int(spec) if spec.isdigit() else 0
+    if not torch.cuda.is_available():
+        if spec.startswith("cuda"):
+            raise UserError(f"-dev {spec}: no CUDA GPU is available here; use -dev cpu")
+        if explicit:
+            notice(f"-dev {spec}: no CUDA GPU available, running on the CPU")
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UserError(f"-dev {spec}: there are {count} GPU(s) (indices 0..{count - 1})")
+    torch.backends.cudnn.benchmark = True
+    return torch.device("cuda", index)
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+def run(options: Options) -> None:
+    from n2q.cli import describe
+
+    start = time.perf_counter()
+    workdir = Path(".")
+    for line in describe(options):
+        print(line)
+    check_export(options.export)
+    print(f"Loading network configuration file {options.network}")
+    cfg = load_network_file(options.network)
+    state = peek_state(options.l) if options.l else None
+    saved_seed = int(state["progress"]["seed"]) if state and "progress" in state else None
+    seed, from_file = choose_seed(options, saved_seed, workdir)
+    if not from_file:
+        (workdir / SEED_FILE).write_text(str(seed))
+    seed_everything(seed)
+    ctx = build_context(cfg, options, seed, workdir)
+    load_initial_weights(ctx, options, state)
+    if options.find_lr:
+        run_find_lr(ctx, options)
+        return
+    best_folder = None
+    learned = bool(options.learn or options.learn_epoch)
+    if learned:
+        best_folder = run_learning(ctx, options, state)
+    if options.test:
+        run_test(ctx, options, best_folder, learned)
+    print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
+
+
+def check_export(kind: str | None) -> None:
+    """-export is refused before any work (ONNX export comes with a later issue)."""
+    if kind is None:
+        return
+    from n2q.cli import EXPORT_TYPES
+
+    if kind not in EXPORT_TYPES:
+        raise UserError(f"-export {kind}: unknown export type; N2D2's are "
+                        f"{', '.join(EXPORT_TYPES)}")
+    raise UserError(f"-export {kind}: exporting is not supported yet by n2q"
+                    + (" (ONNX export is planned)" if kind == "ONNX" else
+                       "; only ONNX export is planned"))
+
+
+def peek_state(folder: str) -> dict[str, Any]:
+    """The whole saved state of -l (loaded once; applied piece by piece later)."""
+    from n2q.io.state import load_state
+
+    state = load_state(folder, restore_rng=False)
+    if "net" not in state:
+        raise UserError(f"{folder} holds no network state (not an n2q net_state folder)")
+    return state
+
+
+def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
+    """Data, network, targets, graph; prints the partition sizes and the summary."""
+    from n2q.data import make_provider
+    from n2q.io.graph import draw_graph
+    from n2q.net import build_network
+    from n2q.train.loop import RunContext
+    from n2q.train.targets import make_targets, write_labels_logs
+
+    sp = make_provider(cfg, seed)
+    sizes = sp.partition_sizes()
+    print(f"Learning database size: {sizes.get('Learn', 0)} images")
+    print(f"Validation database size: {sizes.get('Validation', 0)} images")
+    print(f"Testing database size: {sizes.get('Test', 0)} images")
+    net = build_network(cfg, sp.size)
+    print(net.summary())
+    for name in cfg.unused_sections():
+        notice(f"Unused section {name} in INI file")
+    targets = make_targets(net, sp, workdir)
+    write_labels_logs(targets, sp)
+    graph = workdir / cfg.path.name
+    draw_graph(net, graph)
+    print(f"[LOG] Network graph ({graph.name}.png)")
+    device, dtype = device_and_dtype(cfg, options)
+    net.to(device=device, dtype=dtype)
+    return RunContext(cfg=cfg, sp=sp, net=net, device=device, seed=seed, targets=targets,
+                      metric=options.valid_metric, report_every=options.report,
+                      workdir=workdir, bench=options.bench, dtype=dtype)
+
+
+def device_and_dtype(cfg: Any, options: Options) -> tuple[torch.device, torch.dtype]:
+    """-dev when given; else the GPU for DefaultModel=*_CUDA (when there is one), the CPU for
+    other models. DefaultDataType=Float64 / Float16 sets the network's precision."""
+    import torch
+
+    from n2q.config import read_globals
+
+    settings = read_globals(cfg)
+    explicit = any(g.startswith("-dev") for g in options.given)
+    if explicit or (settings.use_gpu and torch.cuda.is_available()):
+        device = resolve_device(options.dev, explicit)
+    else:
+        device = torch.device("cpu")
+    dtype = getattr(torch, settings.dtype)
+    if dtype == torch.float16 and device.type == "cpu":
+        raise cfg.globals.error("DefaultDataType", "Float16 learning needs a GPU (-dev 0); "
+                                "use Float32 on the CPU")
+    return device, dtype
+
+
+def load_initial_weights(ctx: Any, options: Options, state: dict[str, Any] | None) -> None:
+    """-w DIR (tolerant of missing files) or the network part of -l DIR."""
+    if options.w:
+        from n2q.io.weights import load_weights
+
+        if options.w != "/dev/null":
+            print(f"Importing weights from directory '{options.w}'.")
+        if options.w != "/dev/null" and not Path(options.w).is_dir():
+            raise UserError(f"-w {options.w}: no such weights folder")
+        load_weights(ctx.net, options.w, strict_missing=False)
+    if state is not None:
+        print(f"Loading the saved state '{options.l}'.")
+        load_matching(ctx.net, state["net"], options.l, "network")
+
+
+def load_matching(target: Any, saved: dict[str, Any], folder: str, what: str) -> None:
+    """load_state_dict, a mismatch (another INI, changed layers) being the user's error."""
+    try:
+        target.load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"-l {folder}: the saved {what} state does not match this network "
+                        f"(was it saved by another INI?): {first}") from error
+
+
+def run_find_lr(ctx: Any, options: Options) -> None:
+    from n2q.train.loop import find_lr
+    from n2q.train.solvers import make_optimizer
+
+    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
+        raise UserError("-find-lr: the Learn partition is empty", file=ctx.cfg.path)
+    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
+    find_lr(ctx, optimizer, options.find_lr)
+
+
+def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Path | None:
+    from n2q.io.state import restore_rng_states
+    from n2q.io.weights import save_weights
+    from n2q.train.loop import Learner, LearnPlan
+    from n2q.train.solvers import make_optimizer
+
+    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
+        raise UserError("the Learn partition is empty: nothing to learn from",
+                        file=ctx.cfg.path)
+    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
+    plan = LearnPlan(epochs=options.learn_epoch, stimuli=options.learn,
+                     log_epoch=options.log_epoch, log=options.log)
+    learner = Learner(ctx, optimizer, plan)
+    if state is not None:
+        load_matching(optimizer, state["optimizer"], options.l, "solver")
+        learner.restore(state["progress"])
+        restore_rng_states(state["rng"])
+        print(f"Resuming after {learner.epoch} epoch(s), {learner.stimuli} stimuli")
+    else:
+        save_weights(ctx.net, ctx.workdir / "weights_init")
+        print("[LOG] Initial weights (weights_init/)")
+    return learner.run()
+
+
+def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool) -> None:
+    from n2q.io.weights import load_weights
+    from n2q.train.loop import evaluate, fold_batchnorm, test_block, write_partition_reports
+
+    if ctx.sp.partition_sizes().get("Test", 0) == 0:
+        notice("the Test partition is empty: nothing to test")
+        return
+    folder = best_folder
+    if folder is None and not learned and not options.w and not options.l:
+        folder = next((ctx.workdir / f for f in ("weights_validation", "weights")
+                       if (ctx.workdir / f).is_dir()), None)
+        if folder is None:
+            notice("testing the initial weights: no -w, no -l and no weights folder here")
+    if folder is not None:
+        print(f"Importing weights from directory '{folder.name}'.")
+        load_weights(ctx.net, folder, strict_missing=not options.w_ignore)
+    model = ctx.net
+    if options.fuse:
+        for line in fold_batchnorm(ctx.net) or ["no BatchNorm to fold into a Conv"]:
+            print(f"-fuse: {line}")
+    if options.qat_sat:
+        model = fuse_for_test(ctx)
+    indices = [options.test_index] if options.test_index >= 0 else None
+    results = evaluate(ctx, "Test", net=model, limit=options.nb_test or None, indices=indices,
+                       desc="Test")
+    for t in ctx.targets:
+        score = results[t.section]
+        t.report.write_success("test", score.success)
+        write_partition_reports(t, "test", score)
+        if len(ctx.targets) > 1:
+            print(f"[{t.section}]")
+        print(test_block(t, score))
+
+
+def fuse_for_test(ctx: Any) -> Any:
+    """-qat-sat: the integer-only network (n2q.quant.fuse), weights_quantized/, new graph."""
+    from n2q.io.graph import draw_graph
+    from n2q.quant.fuse import fuse_sat, save_fused
+
+    ctx.net.eval()  # fusion reads the running BatchNorm statistics
+    fused, float_lines = fuse_sat(ctx.net)
+    for line in float_lines:
+        notice(line)
+    save_fused(fused, ctx.workdir / "weights_quantized")
+    print("    'weights_quantized' saved!")
+    graph = ctx.workdir / ctx.cfg.path.name
+    draw_graph(fused, graph)
+    print(f"[LOG] Network graph after fusion ({graph.name}.png)")
+    return fused.to(ctx.device)

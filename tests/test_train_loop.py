@@ -1,0 +1,175 @@
+"""The learn / validate / test loop end to end on tiny IDX data written by the tests."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from n2q.cli import main
+
+TARGET_FILES = [f"{kind}_{p}.{ext}" for kind, ext in (("Success", "dat"), ("Success", "png"))
+                for p in ("learning", "validation", "test")] + [
+    f"ConfusionMatrix_{p}{suffix}" for p in ("learning", "validation", "test")
+    for suffix in (".dat", ".png", "_score.dat")] + [
+    f"Misclassified_{p}.dat" for p in ("learning", "validation", "test")]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def write_tiny_mnist(root: Path, n_train: int = 192, n_test: int = 48, size: int = 10) -> None:
+    """An easy 10-class IDX data set: class c lights row c of a noisy size x size image."""
+    rng = np.random.default_rng(0)
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 80, (n, size, size))
+        images[np.arange(n), labels % size, :] = 255
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+NET = """
+[database]
+Type=MNIST_IDX_Database
+Validation={validation}
+
+[sp]
+SizeX=10
+SizeY=10
+BatchSize=16
+
+[fc1]
+Input=sp
+Type=Fc
+NbOutputs=24
+ActivationFunction=Rectifier
+ConfigSection=common
+
+[fc1.drop]
+Input=fc1
+Type=Dropout
+NbOutputs=24
+
+[fc2]
+Input=fc1.drop
+Type=Fc
+NbOutputs=10
+ActivationFunction=Linear
+ConfigSection=common
+
+[softmax]
+Input=fc2
+Type=Softmax
+NbOutputs=10
+WithLoss={with_loss}
+
+[softmax.Target]
+
+[common]
+WeightsFiller=HeFiller
+Solvers.LearningRate={lr}
+Solvers.Momentum=0.9
+Solvers.Decay=0.0005
+Solvers.LearningRatePolicy=StepDecay
+Solvers.LearningRateStepSize=[sp]_EpochSize
+Solvers.LearningRateDecay=0.9
+Solvers.Clamping={clamping}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return make_tiny_workdir(tmp_path, monkeypatch)
+
+
+def make_tiny_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with tiny MNIST-like data under $N2Q_DATA; returns it."""
+    write_tiny_mnist(tmp_path / "data")
+    monkeypatch.setenv("N2Q_DATA", str(tmp_path / "data"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def write_net(folder: Path, validation: float = 0.25, with_loss: int = 1, lr: float = 0.05,
+              name: str = "tiny.ini", clamping: str = "-1.0:1.0") -> str:
+    (folder / name).write_text(NET.format(validation=validation, with_loss=with_loss, lr=lr,
+                                          clamping=clamping))
+    return name
+
+
+def n2q(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def test_learn_validate_test_writes_every_file(tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    ini = write_net(tiny)
+    assert n2q(ini, "-learn-epoch", 3, "-test", "-seed", 3) == 0
+    out = capsys.readouterr().out
+    assert "Learning database size: 144 images" in out  # 192 x 0.75
+    assert "Validation database size: 48 images" in out
+    assert out.count("+++ BEST validation score:") >= 1
+    assert "Final recognition rate:" in out
+    rate = float(out.split("Final recognition rate: ")[1].split("%")[0])
+    assert rate >= 90.0  # the rows are easy to tell apart
+    for folder in ("weights_init", "weights_validation", "net_state_validation"):
+        assert (tiny / folder).is_dir(), folder
+    assert (tiny / "tiny.ini.png").is_file() and (tiny / "tiny.ini.dot").is_file()
+    assert (tiny / "seed.dat").read_text() == "3"
+    for name in TARGET_FILES:
+        assert (tiny / "softmax.Target" / name).is_file(), name
+    success = (tiny / "softmax.Target/Success_learning.dat").read_text().splitlines()
+    assert len(success) == 3 * 9  # 144 / 16 batches per epoch
+    validation = (tiny / "softmax.Target/Success_validation.dat").read_text().split()
+    assert validation[0::2] == ["9", "18", "27"]  # x = learn batches seen
+    log = (tiny / "softmax.Target/labels_mapping.log.dat").read_text().splitlines()
+    assert log[0].startswith("label name output nb.stimuli(Learn) nb.stimuli(Validation)")
+    counts = np.array([[int(v) for v in line.split()[3:6]] for line in log[1:]])
+    assert counts.sum(axis=0).tolist() == [144, 48, 48] and log[3].startswith('2 "2" 2 ')
+    test_cm = np.loadtxt(tiny / "softmax.Target/ConfusionMatrix_test.dat", skiprows=1)
+    assert test_cm[:, 2].sum() == 48
+    assert rate == pytest.approx(100 * test_cm[test_cm[:, 0] == test_cm[:, 1], 2].sum() / 48,
+                                 abs=0.01)
+
+
+def read_weights(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.glob("*.syntxt"))}
+
+
+def test_no_validation_writes_weights_and_net_state(tiny: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    ini = write_net(tiny, validation=0.0)
+    assert n2q(ini, "-learn-epoch", 1, "-test", "-seed", 2) == 0
+    assert (tiny / "weights").is_dir() and (tiny / "net_state" / "state.pt").is_file()
+    assert not (tiny / "weights_validation").exists()
+    assert "BEST" not in capsys.readouterr().out
+
+
+def test_mse_target_learns(tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    ini = write_net(tiny, with_loss=0, lr=0.5)  # MSE through the softmax: small gradients
+    assert n2q(ini, "-learn-epoch", 3, "-test", "-seed", 4) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("Final recognition rate: ")[1].split("%")[0]) >= 80.0
+
+
+def test_nb_test_test_index_and_bench(tiny: Path) -> None:
+    ini = write_net(tiny)
+    assert n2q(ini, "-learn-epoch", 1, "-seed", 1, "-bench") == 0
+    assert (tiny / "timings/learning.dat").read_text().startswith("# batches")
+    assert n2q(ini, "-test", "-nb-test", 10) == 0
+    cm = np.loadtxt(tiny / "softmax.Target/ConfusionMatrix_test.dat", skiprows=1)
+    assert cm[:, 2].sum() == 10
+    assert n2q(ini, "-test", "-test-index", 5) == 0
+    cm = np.loadtxt(tiny / "softmax.Target/ConfusionMatrix_test.dat", skiprows=1)
+    assert cm[:, 2].sum() == 1
+
+
