@@ -1,0 +1,169 @@
+"""Time per training step of the same network float, SAT W4A4 and LSQ W4A4, in one run.
+
+    nice /work/venv/bin/python tools/bench_qat.py [--steps 20] [--device cpu]
+        [--nets lenet resnet18] [--threads N] [--batch-lenet 128] [--batch-resnet 32]
+
+Networks (built here with n2q's quantizers, so the numbers isolate the quantizers' cost):
+- LeNet (seed 004): conv 6/16/120 5x5 + BN, fc 84/10, 1x32x32 input;
+- ResNet-18 for CIFAR (3x32x32): 3x3 stem, 4 stages x 2 basic blocks (64..512), fc 10.
+Quantized variants: every Conv/Fc gets QWeight (first and last 8-bit, the rest 4-bit), every
+ReLU is replaced by QAct (4-bit), as in the seed's tutorials. Reports ms per step (forward,
+backward, SGD update; median of interleaved rounds) and the ratio to float. Goal: <= 1.3x
+float on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from n2q.quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS, apply_weight_op
+
+
+class QConv(nn.Module):
+    def __init__(self, cin, cout, k, stride=1, padding=0, wq=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k) * (2 / (cin * k * k)) ** 0.5)
+        self.stride, self.padding, self.wq = stride, padding, wq
+
+    def forward(self, x):
+        def op(x, w, b):
+            return F.conv2d(x, w, b, self.stride, self.padding)
+        return apply_weight_op(self.wq, op, x, self.weight, None)
+
+
+class QFc(nn.Module):
+    def __init__(self, cin, cout, wq=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin) * (1 / cin) ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.wq = wq
+
+    def forward(self, x):
+        return apply_weight_op(self.wq, F.linear, x.flatten(1), self.weight, self.bias)
+
+
+class Act(nn.Module):
+    """ReLU (float) or the activation quantizer (which provides the clamp)."""
+
+    def __init__(self, aq=None):
+        super().__init__()
+        self.aq = aq
+
+    def forward(self, x):
+        return torch.relu(x) if self.aq is None else self.aq(x)
+
+
+def quantizers(method: str | None):
+    def wq(R):
+        return None if method is None else WEIGHT_QUANTIZERS[method](range=R)
+
+    def aq(R=15):
+        if method is None:
+            return None
+        return ACT_QUANTIZERS[method](range=R, **({"alpha": 6.0} if method == "SAT" else {}))
+    return wq, aq
+
+
+def lenet(method: str | None) -> nn.Module:
+    wq, aq = quantizers(method)
+    return nn.Sequential(
+        QConv(1, 6, 5, wq=wq(255)), nn.BatchNorm2d(6), Act(aq()), nn.MaxPool2d(2),
+        QConv(6, 16, 5, wq=wq(15)), nn.BatchNorm2d(16), Act(aq()), nn.MaxPool2d(2),
+        QConv(16, 120, 5, wq=wq(15)), nn.BatchNorm2d(120), Act(aq()),
+        QFc(120, 84, wq=wq(15)), Act(aq()), QFc(84, 10, wq=wq(255)))
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride, wq, aq):
+        super().__init__()
+        self.c1, self.b1, self.a1 = QConv(cin, cout, 3, stride, 1, wq(15)), nn.BatchNorm2d(
+            cout), Act(aq())
+        self.c2, self.b2 = QConv(cout, cout, 3, 1, 1, wq(15)), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(QConv(cin, cout, 1, stride, 0, wq(15)),
+                                      nn.BatchNorm2d(cout))
+        self.a2 = Act(aq())
+
+    def forward(self, x):
+        y = self.b2(self.c2(self.a1(self.b1(self.c1(x)))))
+        return self.a2(y + (x if self.down is None else self.down(x)))
+
+
+def resnet18(method: str | None) -> nn.Module:
+    wq, aq = quantizers(method)
+    layers: list[nn.Module] = [QConv(3, 64, 3, 1, 1, wq(255)), nn.BatchNorm2d(64), Act(aq())]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride, wq, aq), Block(cout, cout, 1, wq, aq)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), QFc(512, 10, wq=wq(255))]
+    return nn.Sequential(*layers)
+
+
+def make_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def time_variants(steps: dict[str, object], rounds: int) -> dict[str, float]:
+    """Median seconds per step of each variant, the variants interleaved round by round so that
+    a change of machine load hits all of them alike."""
+    for step in steps.values():
+        for _ in range(2):          # warm-up (and LSQ first-forward init)
+            step()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--nets", nargs="+", default=["lenet", "resnet18"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--batch-lenet", type=int, default=128)
+    ap.add_argument("--batch-resnet", type=int, default=32)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    builders = {"lenet": (lenet, (1, 32, 32), args.batch_lenet),
+                "resnet18": (resnet18, (3, 32, 32), args.batch_resnet)}
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
+          f"median of {args.steps} interleaved steps")
+    print(f"{'network':<10} {'variant':<9} {'ms/step':>9} {'x float':>8}")
+    for name in args.nets:
+        build, shape, batch = builders[name]
+        torch.manual_seed(0)
+        x = torch.rand(batch, *shape, device=args.device)
+        y = torch.randint(0, 10, (batch,), device=args.device)
+        steps = {}
+        for label, method in (("float", None), ("SAT W4A4", "SAT"), ("LSQ W4A4", "LSQ")):
+            torch.manual_seed(0)
+            steps[label] = make_step(build(method).to(args.device), x, y)
+        result = time_variants(steps, args.steps)
+        for label, t in result.items():
+            print(f"{name:<10} {label:<9} {t * 1e3:9.2f} {t / result['float']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
