@@ -116,11 +116,15 @@ def run(options: Options) -> None:
     state = peek_state(options.l) if options.l else None
     saved_seed = int(state["progress"]["seed"]) if state and "progress" in state else None
     seed, from_file = choose_seed(options, saved_seed, workdir)
-    if not from_file:
-        (workdir / SEED_FILE).write_text(str(seed))
     seed_everything(seed)
     ctx = build_context(cfg, options, seed, workdir)
     load_initial_weights(ctx, options, state)
+    check_test_index(ctx, options)
+    # written once the INI, the data and the weights to load are known good: a bad input
+    # leaves nothing behind
+    if not from_file:
+        (workdir / SEED_FILE).write_text(str(seed))
+    write_run_files(ctx)
     if options.find_lr:
         run_find_lr(ctx, options)
         return
@@ -158,32 +162,52 @@ def peek_state(folder: str) -> dict[str, Any]:
 
 
 def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
-    """Data, network, targets, graph; prints the partition sizes and the summary."""
+    """Network, data, targets, graph; prints the partition sizes and the summary.
+
+    The network is built (and its solver keys checked) from the provider's size alone, before
+    the data base loads: a mistake in a layer section shows at once, even for ImageNet."""
     from n2q.data import make_provider
-    from n2q.io.graph import draw_graph
+    from n2q.data.provider import StimuliProvider
     from n2q.net import build_network
     from n2q.train.loop import RunContext
-    from n2q.train.targets import make_targets, write_labels_logs
+    from n2q.train.solvers import check_network_solvers
+    from n2q.train.targets import make_targets
 
-    sp = make_provider(cfg, seed)
+    provider = "env" if "sp" not in cfg and "env" in cfg else "sp"
+    net = build_network(cfg, StimuliProvider._read_size(cfg[provider]))
+    check_network_solvers(net)
+    device, dtype = device_and_dtype(cfg, options)
+    sp = make_provider(cfg, seed, provider)
     sizes = sp.partition_sizes()
     print(f"Learning database size: {sizes.get('Learn', 0)} images")
     print(f"Validation database size: {sizes.get('Validation', 0)} images")
     print(f"Testing database size: {sizes.get('Test', 0)} images")
-    net = build_network(cfg, sp.size)
     print(net.summary())
-    for name in cfg.unused_sections():
-        notice(f"Unused section {name} in INI file")
     targets = make_targets(net, sp, workdir)
-    write_labels_logs(targets, sp)
-    graph = workdir / cfg.path.name
-    draw_graph(net, graph)
-    print(f"[LOG] Network graph ({graph.name}.png)")
-    device, dtype = device_and_dtype(cfg, options)
+    for name in cfg.unused_sections():
+        notice(f"unused section [{name}]")
     net.to(device=device, dtype=dtype)
     return RunContext(cfg=cfg, sp=sp, net=net, device=device, seed=seed, targets=targets,
                       metric=options.valid_metric, report_every=options.report,
                       workdir=workdir, bench=options.bench, dtype=dtype)
+
+
+def check_test_index(ctx: Any, options: Options) -> None:
+    size = ctx.sp.partition_sizes().get("Test", 0)
+    if options.test and size and options.test_index >= size:
+        raise UserError(f"-test-index {options.test_index}: out of range, the Test partition "
+                        f"has {size} stimuli (indices 0..{size - 1})")
+
+
+def write_run_files(ctx: Any) -> None:
+    """The labels logs of the target folders and the graph ``<ini>.png`` (+ ``.dot``)."""
+    from n2q.io.graph import draw_graph
+    from n2q.train.targets import write_labels_logs
+
+    write_labels_logs(ctx.targets, ctx.sp)
+    graph = ctx.workdir / ctx.cfg.path.name
+    draw_graph(ctx.net, graph)
+    print(f"[LOG] Network graph ({graph.name}.png)")
 
 
 def device_and_dtype(cfg: Any, options: Options) -> tuple[torch.device, torch.dtype]:

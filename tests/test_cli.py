@@ -144,13 +144,20 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_ini_errors_name_file_line_section_key(tmp_path: Path) -> None:
     (tmp_path / "bad.ini").write_text(BAD_INI)
-    result = n2q("bad.ini", "-learn-epoch", "1", cwd=tmp_path)
+    # no data here: the layer sections (solver keys included) are checked before the data
+    # base loads, on a run that does not learn too, and nothing is left on disk
+    result = n2q("bad.ini", "-test", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
-    assert last.startswith("Error: ") and "bad.ini:" in last
+    assert last.startswith("Error: bad.ini:12: [fc1] Solvers.LearningRat: unknown solver key")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ini"]
+    (tmp_path / "good.ini").write_text(BAD_INI.replace("LearningRat=", "LearningRate="))
+    result = n2q("good.ini", "-learn-epoch", "1", cwd=tmp_path)
     # the data set is missing (no mnist/ in the data root): named with the install command
-    assert "mnist" in last
+    assert result.returncode == 2, result.stderr
+    assert "mnist" in result.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ini", "good.ini"]
     result = n2q("bad.ini", "-learn-epoch", "1", "--debug", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" in result.stderr
 

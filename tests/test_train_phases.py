@@ -44,6 +44,24 @@ def test_export_is_refused_before_any_work(tiny: Path, capsys: pytest.CaptureFix
     assert not (tiny / "weights_init").exists()
 
 
+def test_bad_input_leaves_nothing_and_unused_sections_are_named(
+        tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    ini = write_net(tiny)
+    with open(tiny / ini, "a") as f:
+        f.write("\n[foo]\nBar=1\n")
+    # a -w folder that does not exist: refused once INI and data are read, before any write
+    assert n2q(ini, "-test", "-seed", 2, "-w", "nowhere") == 2
+    assert "-w nowhere: no such weights folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tiny.iterdir()) == [ini]
+    assert n2q(ini, "-test", "-seed", 2, "-test-index", 48) == 2  # 48 test stimuli: 0..47
+    assert ("-test-index 48: out of range, the Test partition has 48 stimuli (indices 0..47)"
+            in capsys.readouterr().err)
+    assert sorted(p.name for p in tiny.iterdir()) == [ini]
+    assert n2q(ini, "-test", "-seed", 2) == 0
+    assert "unused section [foo]" in capsys.readouterr().err
+    assert (tiny / "seed.dat").read_text() == "2"
+
+
 FUSE_NET = """
 [database]
 Type=MNIST_IDX_Database

@@ -70,15 +70,7 @@ def test_adam_equals_torch_adam() -> None:
                       beta2=0.99, epsilon=1e-6)
     opt = N2D2Optimizer([{"params": list(mine.parameters()), "spec": spec}], batch_size=8)
     torch_opt = torch.optim.Adam(ref.parameters(), lr=0.01, betas=(0.8, 0.99), eps=1e-6)
-    for _ in range(6):
-        x = torch.randn(8, 4)
-        mine(x).pow(2).mean().backward()
-        opt.step()
-        torch_opt.zero_grad()
-        ref(x).pow(2).mean().backward()
-        torch_opt.step()
-    for a, b in zip(mine.parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
+    assert_same_steps(mine, opt, ref, torch_opt, steps=6, shape=(8, 4))
 
 
 @pytest.mark.parametrize("clamping, start, grad, want", [
@@ -232,8 +224,15 @@ def test_many_groups_equal_torch_sgd_param_groups() -> None:
     torch_opt = torch.optim.SGD([{"params": [p], "lr": lr}
                                  for p, lr in zip(ref.parameters(), lrs, strict=True)],
                                 momentum=0.9, weight_decay=1e-3)
-    for _ in range(4):
-        x = torch.randn(4, 6)
+    assert_same_steps(mine, opt, ref, torch_opt, steps=4, shape=(4, 6))
+
+
+def assert_same_steps(mine: nn.Module, opt: torch.optim.Optimizer, ref: nn.Module,
+                      torch_opt: torch.optim.Optimizer, steps: int,
+                      shape: tuple[int, int]) -> None:
+    """``steps`` updates of both on the same random batches: the parameters stay equal."""
+    for _ in range(steps):
+        x = torch.randn(*shape)
         mine(x).pow(2).mean().backward()
         opt.step()
         torch_opt.zero_grad()
@@ -241,3 +240,24 @@ def test_many_groups_equal_torch_sgd_param_groups() -> None:
         torch_opt.step()
     for a, b in zip(mine.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("policy, step_size, want", [
+    # StepDecay, a step = 2 updates of 4 stimuli: logged when it changes (0.1 x 0.5^k)
+    ("StepDecay", 8, ["Learning rate after 2(x4) iteration(s): 0.05",
+                      "Learning rate after 4(x4) iteration(s): 0.025"]),
+    # a step of 1 stimulus changes the rate at every update: nothing logged
+    ("StepDecay", 1, []),
+    ("CosineDecay", 1, []),
+    ("None", 8, [])])
+def test_rate_change_lines(policy: str, step_size: int, want: list[str]) -> None:
+    p = nn.Parameter(torch.zeros(3))
+    schedule = Schedule(learning_rate=0.1, policy=policy, step_size=step_size, decay=0.5,
+                        max_iterations=1000)
+    lines: list[str] = []
+    opt = N2D2Optimizer([{"params": [p], "spec": SolverSpec(schedule=schedule)}],
+                        batch_size=4, on_rate_change=lines.append)
+    for _ in range(5):
+        p.grad = torch.ones(3)
+        opt.step()
+    assert lines == want

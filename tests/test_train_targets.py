@@ -57,3 +57,25 @@ def test_mapped_loss_only_counts_scored_stimuli(kind: str) -> None:
     keep = classes >= 0
     torch.testing.assert_close(mapped.loss(out, classes),
                                plain.loss(out[keep], classes[keep]))
+
+
+@pytest.mark.parametrize("network, fix", [
+    ("net.ini", "set NbOutputs=10 on fc"),
+    # n2q model.onnx: its INI is n2q's own, the user cannot set NbOutputs in it
+    ("model.onnx", "write an INI with [sp], an [onnx] section (File=) and a [fc.Target]")])
+def test_too_few_outputs_names_the_fix_the_user_can_make(tmp_path: Path, network: str,
+                                                         fix: str) -> None:
+    from types import SimpleNamespace
+
+    from n2q.errors import UserError
+    from n2q.train.targets import make_targets
+
+    target = SimpleNamespace(section="fc.Target", cell="fc", labels_mapping=None)
+    net = SimpleNamespace(targets=[target], cells={"fc": SimpleNamespace(out_shape=(4,))})
+    sp = SimpleNamespace(cfg=SimpleNamespace(path=tmp_path / network), nb_classes=10,
+                         labels=[str(d) for d in range(10)])
+    with pytest.raises(UserError) as error:
+        make_targets(net, sp, tmp_path)
+    assert "the target cell fc has 4 output(s) but there are 10 data base labels" in str(error)
+    assert fix in str(error.value)
+    assert not (tmp_path / "fc.Target").exists()

@@ -339,6 +339,8 @@ class N2D2Optimizer(torch.optim.Optimizer):
             return
         if s.step(updates, self.batch_size) == s.step(updates - 1, self.batch_size):
             return
+        if s.step_size <= s.iteration_size * self.batch_size:
+            return  # the rate changes at every update: a line per batch would drown the rest
         if (updates, lr) in logged:
             return
         logged.add((updates, lr))
@@ -383,6 +385,16 @@ def cell_parameter_groups(name: str, cell: Any) -> list[dict[str, Any]]:
             by_kind.setdefault(_param_kind(cell, pname, param), []).append(param)
     return [{"params": params, "spec": read_solver_spec(section, kind), "name": f"{name}/{kind}"}
             for kind, params in by_kind.items()]
+
+
+def check_network_solvers(net: Any) -> None:
+    """Every run, learning or not, before the data loads: the solver keys of every cell are
+    names n2q knows. Their values are read when learning (``make_optimizer``): a test-only
+    run may have no Learn partition, hence ``[sp]_EpochSize`` = 0 in a StepSize."""
+    for cell in net.cells.values():
+        section = getattr(cell, "section", None)
+        if section is not None:
+            check_solver_keys(section)
 
 
 def make_optimizer(net: Any, batch_size: int,

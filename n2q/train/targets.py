@@ -110,6 +110,8 @@ class TargetInfo:
 def make_targets(net: Any, sp: Any, workdir: Path) -> list[TargetInfo]:
     """One TargetInfo per ``net.targets`` entry, checked against the data base labels."""
     infos = []
+    # ``n2q model.onnx``: the INI is n2q's, so "set NbOutputs" is no advice the user can follow
+    bare_onnx = Path(getattr(getattr(sp, "cfg", None), "path", "")).suffix.lower() == ".onnx"
     for t in net.targets:
         cell = net.cells[t.cell]
         c = int(cell.out_shape[0])
@@ -120,11 +122,12 @@ def make_targets(net: Any, sp: Any, workdir: Path) -> list[TargetInfo]:
             mapping = read_labels_mapping(Path(t.labels_mapping), list(sp.labels),
                                           t.create_missing_labels, t.section)
             _check_classes(t.section, t.cell, c, k, int(mapping.max(initial=-1)) + 1,
-                           "LabelsMapping outputs")
+                           "LabelsMapping outputs", bare_onnx)
             label_map = torch.from_numpy(mapping)
             names = _output_names(mapping, list(sp.labels), k)
         else:
-            _check_classes(t.section, t.cell, c, k, sp.nb_classes, "data base labels")
+            _check_classes(t.section, t.cell, c, k, sp.nb_classes, "data base labels",
+                           bare_onnx)
         kind = net.loss_kind(t.cell) if hasattr(net, "loss_kind") else "output"
         infos.append(TargetInfo(
             section=t.section, cell=t.cell, loss_kind=kind, nb_outputs=c, nb_classes=k,
@@ -148,10 +151,15 @@ def write_labels_logs(targets: list[TargetInfo], sp: Any) -> None:
         t.report.write_labels_mapping(names, outputs, counts)
 
 
-def _check_classes(section: str, cell: str, c: int, k: int, needed: int, what: str) -> None:
-    if needed > k:
-        raise UserError(f"the target cell {cell} has {c} output(s) but there are {needed} "
-                        f"{what}: set NbOutputs={needed} on {cell}", section=section)
+def _check_classes(section: str, cell: str, c: int, k: int, needed: int, what: str,
+                   bare_onnx: bool = False) -> None:
+    if needed <= k:
+        return
+    fix = (f"write an INI with [sp], an [onnx] section (File=) and a [{cell}.Target] to "
+           "use this graph with this data base" if bare_onnx
+           else f"set NbOutputs={needed} on {cell}")
+    raise UserError(f"the target cell {cell} has {c} output(s) but there are {needed} "
+                    f"{what}: {fix}", section=section)
 
 
 def read_labels_mapping(path: Path, labels: list[str], create_missing: bool,
