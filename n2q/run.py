@@ -321,6 +321,8 @@ def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool
         if len(ctx.targets) > 1:
             print(f"[{t.section}]")
         print(test_block(t, score))
+    if options.qat_sat:
+        print(compare_fused(ctx, model, limit=options.nb_test or None, indices=indices))
 
 
 def fuse_for_test(ctx: Any) -> Any:
@@ -338,3 +340,15 @@ def fuse_for_test(ctx: Any) -> Any:
     draw_graph(fused, graph)
     print(f"[LOG] Network graph after fusion ({graph.name}.png)")
     return fused.to(ctx.device)
+
+
+def compare_fused(ctx: Any, fused: Any, *, limit: int | None, indices: list[int] | None) -> str:
+    """The promise of fusion.md, checked on the Test stimuli just tested: same class as the
+    fake-quant network, integer activations in [0, R], share of levels off by one."""
+    from n2q.quant.fuse import FusionCheck
+
+    check = FusionCheck()
+    ctx.net.eval()
+    for x, *_ in ctx.sp.loader("Test", shuffle=False, limit=limit, indices=indices):
+        check.update(ctx.net, fused, x.to(ctx.device, ctx.dtype))
+    return check.line()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from n2q.config import load_config
 from n2q.errors import UserError
 from n2q.net import build_network
-from n2q.quant.fuse import fuse_sat, load_fused, save_fused
+from n2q.quant.fuse import FusionCheck, fuse_sat, load_fused, save_fused
 
 RESNET_INI = """
 [sp]
@@ -244,8 +244,15 @@ def test_residual_network_fuses_completely(trained) -> None:
 
 def test_residual_network_matches_fake_quant(trained) -> None:
     fused, _ = fuse_sat(trained)
-    stats = compare(trained, fused, stimuli(600, 7))
+    x = stimuli(600, 7)
+    stats = compare(trained, fused, x)
     print(f"\nresidual net, 600 samples: {stats}")
+    check = FusionCheck()  # the report's counts, in two batches, against compare()'s
+    check.update(trained, fused, x[:250])
+    check.update(trained, fused, x[250:])
+    assert (check.total, check.same_class / 600, check.share) == (600, 1.0, stats["share"])
+    assert check.max_logit_diff == pytest.approx(stats["max_logit_diff"])
+    assert "same class on 600/600 stimuli" in check.line() and not check.bad_nodes
     assert stats["same_class"] == 1.0
     assert stats["share"] < 1e-4
     assert stats["max_level_diff"] <= 1
@@ -459,3 +466,134 @@ def test_branches_without_qact_into_a_sat_sum(tmp_path: Path, quantize_conv3: in
     assert stats["same_class"] == 1.0
     assert stats["share"] < 1e-4
     assert stats["max_logit_diff"] <= 1e-4 * max(1.0, stats["logit_scale"])
+
+
+MODES_INI = """
+[sp]
+SizeX=8
+SizeY=8
+NbChannels=3
+BatchSize=16
+
+[conv1]
+Input=sp
+Type=Conv
+KernelDims=3 3
+Padding=1
+NbOutputs=6
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range={RANGE}
+QWeight.QuantMode={MODE}
+QWeight.ApplyScaling={SCALING}
+QWeight.Mode={QMODE}
+NoBias=0
+
+[bn1]
+Input=conv1
+Type=BatchNorm
+NbOutputs=6
+ActivationFunction=Linear
+QAct=SAT
+QAct.Alpha=3.0
+QAct.Range=15
+
+[fc]
+Input=bn1
+Type=Fc
+NbOutputs=5
+ActivationFunction=Linear
+QWeight=SAT
+QWeight.Range={RANGE}
+QWeight.QuantMode={MODE}
+QWeight.ApplyScaling=1
+QWeight.Mode={QMODE}
+
+[softmax]
+Input=fc
+Type=Softmax
+NbOutputs=5
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+@pytest.mark.parametrize(
+    "mode, r_w, scaling, qmode, w_s",
+    [
+        ("Default", 1, 0, "Default", 1),  # binary: W' = 2k - 1 in {-1, 1}
+        ("Default", 2, 0, "Default", 1),  # even R: W' = k - 1
+        ("Default", 15, 0, "Default", 15),  # N2D2's 4-bit special case: W' = 2k - 15
+        ("Default", 16, 1, "Integer", 8),
+        ("Default", 255, 1, "Default", 255),
+        ("Symmetric", 2, 0, "Default", 1),
+        ("Symmetric", 15, 1, "Integer", 7),
+        ("Symmetric", 255, 0, "Default", 127),
+        ("FullRange", 15, 0, "Default", 15),
+        ("Asymmetric", 7, 1, "Default", 3),
+    ],
+)
+def test_weight_modes_and_ranges_fuse_exactly(
+    tmp_path: Path, mode: str, r_w: int, scaling: int, qmode: str, w_s: int
+) -> None:
+    """Every SAT weight mode and range (QWeight.Mode=Integer cells too): W' are integers
+    within [-W_s, W_s], and the fused levels equal those of the float64 fake-quant network
+    exactly, with a negative gamma on every other channel."""
+    import copy
+
+    text = (
+        MODES_INI.replace("{RANGE}", str(r_w)).replace("{MODE}", mode)
+        .replace("{SCALING}", str(scaling)).replace("{QMODE}", qmode)
+    )
+    torch.manual_seed(r_w)
+    net = build(tmp_path, text, "modes.ini")
+    with torch.no_grad():
+        bn = net.cells["bn1"]
+        bn.weight.copy_(torch.tensor([1.5, -0.8, 2.0, -1.2, 0.7, -2.5]))
+        bn.bias.copy_(torch.tensor([0.5, 1.0, -0.2, 2.0, 1.2, 0.3]))
+        bn.running_mean.copy_(torch.randn(6) * 0.3)
+        bn.running_var.copy_(torch.rand(6) + 0.3)
+    net.eval()
+    fused, lines = fuse_sat(net)
+    assert lines == []
+    for node in ("conv1", "fc"):
+        weight = fused.cells[node].weight
+        assert weight.dtype in (torch.int8, torch.int16)
+        # Asymmetric levels reach -r - 1 (W' = sg * W_s * w_q: +r + 1 on negative-gamma rows)
+        assert int(weight.abs().max()) <= w_s + (mode == "Asymmetric"), node
+        assert int(weight.abs().max()) >= w_s  # the extreme level is used
+    x = stimuli(64, 3)
+    net64 = copy.deepcopy(net).double()
+    with torch.no_grad():
+        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
+        logits64 = net64(x.double())["softmax"].flatten(1)
+        logits = fused(x)["softmax"].flatten(1)
+    assert fused.check_integer_outputs(values) == []
+    levels = torch.round(reference["bn1"] * 15 / fused.domains["conv1"].alpha)
+    assert torch.equal(values["conv1"].double(), levels)
+    assert 0 < int(levels.count_nonzero()) < levels.numel() and int(levels.max()) == 15
+    torch.testing.assert_close(logits.double(), logits64, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ("QWeight.QuantMode={MODE}", "QWeight.ApplyQuantization"),  # the clamp phase
+        ("QWeight=SAT", "QWeight"),  # no weight quantizer at all
+    ],
+)
+def test_nothing_to_fuse_is_one_user_error(tmp_path: Path, change: str, key: str) -> None:
+    text = MODES_INI.replace("{RANGE}", "15").replace("{SCALING}", "0")
+    text = text.replace("{QMODE}", "Default")
+    if key == "QWeight":
+        text = text.replace(change, "").replace("QWeight.", "; QWeight.").replace("{MODE}", "")
+        text = text.replace("QAct=SAT", "").replace("QAct.", "; QAct.")
+    else:
+        text = text.replace(change, "QWeight.ApplyQuantization=0").replace("{MODE}", "Default")
+    net = build(tmp_path, text, "nothing.ini").eval()
+    with pytest.raises(UserError) as error:
+        fuse_sat(net)
+    message = str(error.value)
+    assert "nothing.ini" in message and "[conv1]" in message and key in message
+    assert "nothing to fuse" in message and "\n" not in message

@@ -68,11 +68,12 @@ def test_weight_scale_refuses_unknown_mode() -> None:
         weight_scale(15, "Bogus")
 
 
-@pytest.mark.parametrize("r", [1, 2, 3, 7, 15, 16, 63, 127, 255])
-@pytest.mark.parametrize("mode", ["Default", "Symmetric"])
+@pytest.mark.parametrize(
+    "r, mode",
+    [(r, "Default") for r in (1, 2, 3, 7, 15, 16, 63, 127, 255)]
+    + [(r, "Symmetric") for r in (2, 3, 7, 15, 16, 63, 127, 255)],  # Symmetric needs R >= 2
+)
 def test_integer_weights_are_the_grid(r: int, mode: str) -> None:
-    if mode == "Symmetric" and r < 2:
-        pytest.skip("Symmetric needs R >= 2 (r = floor(R/2) >= 1)")
     torch.manual_seed(r)
     w_q = sat_weights(torch.randn(4, 3, 3, 3), r, mode).float()
     w_s = weight_scale(r, mode)
@@ -129,6 +130,58 @@ def test_conv_bn_act_by_hand() -> None:
     y = layer(x_int)
     assert y.dtype == torch.uint8
     assert y.view(2).tolist() == [4, 3]
+
+
+@pytest.mark.parametrize(
+    "r_w, mode, w_s, w_q0, w_int0, acc0, level0",
+    [
+        # binary: w_q in {-1, 1}; z0 = 0.2 - 0.8 = -0.6, y0 = 1.1 -> 2.2 -> 2
+        (1, "Default", 1, [1.0, -1.0], [-1, 1], 153, 2),
+        # even R = 4: w_q = (k - 2)/2; z0 = 0.1 - 0.8, y0 = 1.2 -> 2.4 -> 2
+        (4, "Default", 2, [0.5, -1.0], [-1, 2], 357, 2),
+        # N2D2's 4-bit case: w_q = (2k - 15)/15; z0 = (2.2 - 10.4)/15, y0 -> 2.0933 -> 2
+        (15, "Default", 15, [11 / 15, -13 / 15], [-11, 13], 2091, 2),
+        # 8-bit Symmetric: w_q = k/127; z0 = 20/127 - 0.8, y0 -> 2.2850 -> 2
+        (255, "Symmetric", 127, [100 / 127, -1.0], [-100, 127], 20808, 2),
+        # 4-bit Symmetric: w_q = k/7; z0 = -0.6/7 - 0.8 * 5/7 = -4.6/7, y0 -> 2.3143 -> 2
+        (15, "Symmetric", 7, [-3 / 7, -5 / 7], [3, 5], 1173, 2),
+    ],
+)
+def test_conv_bn_act_by_hand_weight_ranges(r_w, mode, w_s, w_q0, w_int0, acc0, level0) -> None:
+    """1x1 conv, network input x_int = [51, 204] (x = [0.2, 0.8], domain (1, 255)), output
+    (alpha 2, R 4), worked out on paper for several weight grids.
+    ch0: gamma -2, var 3, eps 1 -> f = -1 (sg -1); beta 1, mu -0.5, b 0: y0 = 0.5 - z0;
+         B' = -(0.5 / -1) * 255 * W_s = 127.5 W_s, C' = 510 W_s, S' = 2 / (255 W_s).
+    ch1: w_q = [1, 1], gamma 2, var 3 -> f = 1; beta 1.5, mu 0, b 0.25: y1 = 2.75, clipped
+         to alpha: level 4; B' = 1.75 * 255 * W_s = 446.25 W_s, C' = 510 W_s."""
+    w_q = torch.tensor([w_q0, [1.0, 1.0]], dtype=torch.float64).view(2, 2, 1, 1)
+    f = bn_factor(torch.tensor([-2.0, 2.0]), torch.tensor([3.0, 3.0]), eps=1.0)
+    assert f.tolist() == [-1.0, 1.0]
+    assert weight_scale(r_w, mode) == w_s
+    w_int = integer_weights(w_q, w_s, torch.sign(f))
+    assert w_int.view(2, 2).tolist() == [w_int0, [w_s, w_s]]
+    rescale = conv_bn_act_rescale(
+        f,
+        torch.tensor([1.0, 1.5]),
+        torch.tensor([-0.5, 0.0]),
+        torch.tensor([0.0, 0.25]),
+        alpha_in=1.0,
+        range_in=255,
+        alpha_out=2.0,
+        range_out=4,
+        w_s=w_s,
+    )
+    expected = torch.tensor([127.5 * w_s, 446.25 * w_s], dtype=torch.float64)
+    torch.testing.assert_close(rescale.bias, expected)
+    torch.testing.assert_close(rescale.clip, torch.full((2,), 510.0 * w_s, dtype=torch.float64))
+    scaling = torch.full((2,), 2 / (255 * w_s), dtype=torch.float64)
+    torch.testing.assert_close(rescale.scaling, scaling)
+    layer = IntegerLinearLayer("Conv", w_int, rescale, range_in=255, range_out=4)
+    x_int = torch.tensor([51, 204], dtype=torch.uint8).view(1, 2, 1, 1)
+    assert layer.accumulate(x_int).view(2).tolist() == [acc0, 255 * w_s]
+    y = layer(x_int)
+    assert y.dtype == torch.uint8
+    assert y.view(2).tolist() == [level0, 4]
 
 
 def test_dead_channel_outputs_quantized_beta() -> None:
@@ -346,3 +399,47 @@ def test_sum_of_branch_and_shortcut_matches_fake_quant(weights) -> None:
 def test_quantize_input() -> None:
     x = torch.tensor([0.0, 1.0, 0.5, 1.2, -0.1, 3 / 255])
     assert quantize_input(x).tolist() == [0, 255, 128, 255, 0, 3]
+
+
+def test_float32_accumulator_equals_int64_arithmetic() -> None:
+    """Just below the 2^24 bound the float32 accumulator still equals integer arithmetic:
+    conv as int64 patches times int64 weights (no float anywhere). W' = +-127 on 40 channels:
+    sum|W'| * 255 = 360 * 127 * 255 = 11,658,600 (2^23 < it < 2^24)."""
+    g = torch.Generator().manual_seed(9)
+    signs = torch.randint(0, 2, (4, 40, 3, 3), generator=g) * 2 - 1
+    signs[0] = 1  # output 0 on the all-255 image: the bound itself
+    w_int = (signs * 127).to(torch.int8)
+    x_int = torch.randint(200, 256, (2, 40, 7, 7), generator=g).to(torch.uint8)
+    x_int[0] = 255
+    layer = IntegerLinearLayer(
+        "Conv",
+        w_int,
+        Rescale(torch.zeros(4, dtype=torch.float64), None, torch.ones(4, dtype=torch.float64)),
+        range_in=255,
+        range_out=None,
+    )
+    assert layer.acc_dtype == torch.float32
+    patches = torch.stack(
+        [x_int[:, :, i : i + 5, j : j + 5].long() for i in range(3) for j in range(3)], dim=2
+    )  # [N, C, kH*kW, 5, 5]
+    expected = torch.einsum("nckhw,ock->nohw", patches, w_int.long().view(4, 40, 9))
+    assert int(expected.max()) == 11_658_600 and int((expected > 2**23).sum()) > 1
+    assert torch.equal(layer.accumulate(x_int).long(), expected)
+
+
+def test_tf32_exactness_bound() -> None:
+    """TF32 keeps 11 significant bits: 2047 and 2048 survive, 2049 does not, so a float32
+    accumulation on CUDA stays exact only for operands up to 2^11 (R_in and W_s <= 255 are)."""
+    def tf32(v: float) -> float:  # round to a 10-bit mantissa (nearest, ties to even)
+        t = torch.tensor([v], dtype=torch.float32).view(torch.int32)
+        t = ((t + 0x0FFF + ((t >> 13) & 1)) >> 13) << 13
+        return float(t.view(torch.float32))
+
+    assert [tf32(v) for v in (255.0, 2047.0, 2048.0)] == [255.0, 2047.0, 2048.0]
+    assert tf32(2049.0) != 2049.0
+    unit = Rescale(torch.zeros(1, dtype=torch.float64), None, torch.ones(1, dtype=torch.float64))
+    small = IntegerLinearLayer("Fc", torch.full((1, 4), 255, dtype=torch.int16), unit,
+                               range_in=255, range_out=None)
+    wide = IntegerLinearLayer("Fc", torch.full((1, 4), 255, dtype=torch.int16), unit,
+                              range_in=15 * 49 * 4, range_out=None)  # a 14x14 pool sum of R=15
+    assert small._tf32_exact() and not wide._tf32_exact()

@@ -133,6 +133,11 @@ def test_qat_sat_workflow_gives_the_fake_quantized_result(tiny: Path,
     assert "'weights_quantized' saved!" in out
     assert out.split("Final recognition rate: ")[1].split("%")[0] == fake
     assert (tiny / "weights_quantized" / "conv1_weights.syntxt").is_file()
+    # the comparison fusion.md asks to report, on the stimuli just tested
+    check = out.split("fused vs fake-quant: ")[1].splitlines()[0]
+    tested = int(check.split("same class on ")[1].split("/")[0])
+    assert check.startswith(f"same class on {tested}/{tested} stimuli") and tested > 0
+    assert "activations all integers in [0, R]" in check
 
 
 def test_fuse_option_tests_the_folded_network(tiny: Path, capsys: pytest.CaptureFixture) -> None:

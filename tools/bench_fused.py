@@ -1,7 +1,7 @@
 """Test-pass speed of the fused integer network vs the fake-quant network, same data, one run.
 
-    nice /work/venv/bin/python tools/bench_fused.py [--ini NET.ini] [--batches 20]
-        [--batch-size 256] [--threads N] [--repeat 3]
+    nice /work/venv/bin/python tools/bench_fused.py [--ini NET.ini [-w WEIGHTS]]
+        [--batches 20] [--batch-size 256] [--threads N] [--repeat 3]
 
 Without --ini: the seed 004 LeNet (W4A4, conv1/fc2 8-bit weights, BatchNorm + SAT activations)
 with a residual block added, on random [0, 1] stimuli of its input shape. The BatchNorm
@@ -9,7 +9,10 @@ statistics are set by a few training-mode passes so that activations are realist
 networks see the same batches (on the 1/255 grid); the script also reports how many
 predictions agree (with random weights, a few near-ties of the float32 fake-quant network can
 flip a class: the fused network equals the float64 fake-quant network, see tests/test_fuse.py).
-Timings are the best of --repeat passes over all batches, the two networks alternating.
+With --ini: that network on its provider's Test stimuli (e.g. configs/LeNet_SAT_W4A4.ini
+-w weights_validation on the real MNIST, with $N2Q_DATA set); without -w its weights are random
+and its BatchNorm statistics set as above. Timings are the best of --repeat passes over all
+batches, the two networks alternating.
 """
 
 from __future__ import annotations
@@ -112,18 +115,24 @@ WithLoss=1
 """
 
 
-def build(ini: Path | None):
+def build(ini: Path | None, count: int, batch_size: int):
+    """(network, stimuli batches [batch_size, C, H, W] on the 1/255 grid, real data or not)."""
     from n2q.config import load_config
     from n2q.net import build_network
 
     if ini is None:
         ini = Path(tempfile.mkdtemp()) / "bench_fused.ini"
         ini.write_text(BENCH_INI)
-        return build_network(load_config(ini), (1, 32, 32))
+        net = build_network(load_config(ini), (1, 32, 32))
+        shape = (batch_size, *net.input_shape)
+        return net, [torch.randint(0, 256, shape).float() / 255 for _ in range(count)], False
     from n2q.data import make_provider
 
     cfg = load_config(ini)
-    return build_network(cfg, make_provider(cfg, seed=1).size)
+    provider = make_provider(cfg, seed=1)
+    stimuli = torch.cat([x for x, _ in provider.loader("Test", shuffle=False)])
+    stimuli = torch.round(stimuli.clamp(0, 1) * 255)[: count * batch_size] / 255
+    return build_network(cfg, provider.size), list(stimuli.split(batch_size)), True
 
 
 def timed(
@@ -144,6 +153,7 @@ def timed(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ini", type=Path, default=None)
+    parser.add_argument("-w", "--weights", type=Path, default=None)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0)
@@ -154,15 +164,17 @@ def main() -> None:
     from n2q.quant.fuse import fuse_sat
 
     torch.manual_seed(0)
-    net = build(args.ini)
+    net, batches, real = build(args.ini, args.batches, args.batch_size)
     shape = net.input_shape
-    batches = [
-        torch.randint(0, 256, (args.batch_size, *shape)).float() / 255 for _ in range(args.batches)
-    ]
-    net.train()
-    with torch.no_grad():  # BatchNorm running statistics from data
-        for x in batches[:5]:
-            net(x)
+    if args.weights is not None:
+        from n2q.io.weights import load_weights
+
+        load_weights(net, args.weights, ignore_missing=False)
+    else:
+        net.train()
+        with torch.no_grad():  # BatchNorm running statistics from data
+            for x in batches[:5]:
+                net(x)
     net.eval()
     fused, float_lines = fuse_sat(net)
     target = net.targets[0].cell
@@ -174,10 +186,10 @@ def main() -> None:
         int((a.flatten(1).argmax(1) == b.flatten(1).argmax(1)).sum())
         for a, b in zip(fake_out, fused_out, strict=True)
     )
-    n = args.batches * args.batch_size
+    n = sum(len(x) for x in batches)
     print(
-        f"{n} stimuli of {'x'.join(map(str, shape))}, {torch.get_num_threads()} threads; "
-        f"cells left float: {len(float_lines)}"
+        f"{n} {'test' if real else 'random'} stimuli of {'x'.join(map(str, shape))}, "
+        f"{torch.get_num_threads()} threads; cells left float: {len(float_lines)}"
     )
     print(f"fake-quant network: {fake_s * 1000:8.1f} ms  ({n / fake_s:9.0f} stimuli/s)")
     print(f"fused integer net : {fused_s * 1000:8.1f} ms  ({n / fused_s:9.0f} stimuli/s)")

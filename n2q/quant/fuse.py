@@ -662,6 +662,8 @@ def fuse_sat(net: Any) -> tuple[FusedNetwork, list[str]]:
     """The integer-only network of a SAT-trained `net` (fusion.md), and one line per cell
     that could not be fused and stays float."""
     steps, alias = plan_fusion(net)
+    if not any(s.kind in ("linear", "sum") for s in steps):
+        raise _nothing_fused(net, steps)
     with torch.no_grad():
         fused = _build(
             net,
@@ -671,6 +673,68 @@ def fuse_sat(net: Any) -> tuple[FusedNetwork, list[str]]:
             lambda step, domains: _fuse_sum(net, step, domains),
         )
     return fused, list(fused.float_lines)
+
+
+def _nothing_fused(net: Any, steps: list[Step]) -> UserError:
+    """The error for a network without any fusable Conv/Fc (e.g. the clamp phase's INI),
+    located at the first Conv/Fc's quantizer key."""
+    first = next((s for s in steps if net.cells[s.name].type in LINEAR_TYPES), None)
+    if first is None:
+        return UserError("-qat-sat: nothing to fuse: the network has no Conv or Fc cell")
+    key = "QWeight.ApplyQuantization" if "ApplyQuantization" in first.reason else "QWeight"
+    message = (
+        f"-qat-sat: nothing to fuse ({first.name}: {first.reason}): fuse the network of the "
+        "quantization phase (QWeight=SAT with ApplyQuantization=1, BatchNorm QAct=SAT)"
+    )
+    section = getattr(net.cells[first.name], "section", None)
+    return section.error(key, message) if section is not None else UserError(message)
+
+
+@dataclass
+class FusionCheck:
+    """The fused network against the fake-quant one on the same stimuli, batch by batch
+    (fusion.md "What the tests must show"): same class, integer activations in [0, R], the
+    share of activation levels that differ (float32 ties of the fake-quant network), the
+    largest logit difference. ``update`` per batch, then ``line()`` for the report."""
+
+    total: int = 0
+    same_class: int = 0
+    levels: int = 0
+    differing: int = 0
+    max_logit_diff: float = 0.0
+    bad_nodes: set[str] = field(default_factory=set)
+
+    @torch.no_grad()
+    def update(self, net: Any, fused: FusedNetwork, x: Tensor) -> None:
+        """x: a batch of the provider's [0, 1] stimuli; both networks see round(255 x) / 255."""
+        x8 = quantize_input(x, INPUT_DOMAIN[1]).to(x.dtype) / INPUT_DOMAIN[1]
+        fake_all, fused_all = net.forward_all(x8), fused.forward_all(x8)
+        self.bad_nodes.update(fused.check_integer_outputs(fused_all))
+        for node in fused.integer_nodes():
+            domain = fused.domains[node]
+            reference = fake_all[fused.source_cell(node)].double() * (domain.range / domain.alpha)
+            self.differing += int((fused_all[node].double() != torch.round(reference)).sum())
+            self.levels += reference.numel()
+        fake, logits = net(x8), fused(x8)
+        for target in fused.targets:
+            a, b = fake[target.cell].flatten(1), logits[target.cell].flatten(1)
+            self.max_logit_diff = max(self.max_logit_diff, float((a - b).abs().max()))
+            self.same_class += int((a.argmax(1) == b.argmax(1)).sum())
+            self.total += len(a)
+
+    @property
+    def share(self) -> float:
+        return self.differing / self.levels if self.levels else 0.0
+
+    def line(self) -> str:
+        integers = "all integers in [0, R]" if not self.bad_nodes else (
+            "NOT integers in [0, R]: " + ", ".join(sorted(self.bad_nodes))
+        )
+        return (
+            f"fused vs fake-quant: same class on {self.same_class}/{self.total} stimuli; "
+            f"activations {integers}, {self.differing} of {self.levels} levels differ "
+            f"(share {self.share:.2g}); max |logit diff| {self.max_logit_diff:.3g}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ channel, the only float step:
 Accumulation is done with exact float arithmetic, because PyTorch has no integer convolution on
 CPU: float32 when the accumulator provably stays below 2^24 (every partial sum of integers is
 then exact whatever the summation order), float64 otherwise (exact below 2^53). The result is
-bit-identical to an int32 accumulator.
+bit-identical to an int32 accumulator. On CUDA, where float32 convolutions may run in TF32,
+float32 is kept only while the operands (activations and W') stay within TF32's exact 2^11.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import Tensor, nn
 
 # 2^24: largest magnitude below which every integer is exact in float32.
 FLOAT32_EXACT = float(2**24)
+# 2^11: every integer up to it is exact as a TF32 operand (10-bit mantissa).
+TF32_EXACT = 2**11
 # Variances at or below this are treated as a dead channel: f = 0 (fusion.md).
 DEAD_VARIANCE = 1e-12
 # A quantized weight may sit this far from the integer grid (float32 rounding of k/R).
@@ -300,6 +303,7 @@ class IntegerLinearLayer(nn.Module):
         self.register_buffer("scaling", rescale.scaling)
         self.register_buffer("clip", rescale.clip if rescale.clip is not None else None)
         self.acc_dtype = accumulator_dtype(weight, range_in)
+        self._max_weight = int(weight.long().abs().max()) if weight.numel() else 0
         # Float copy of the integer weights in the accumulator dtype, made once (not saved).
         self.register_buffer("_weight_acc", weight.to(self.acc_dtype), persistent=False)
 
@@ -326,12 +330,19 @@ class IntegerLinearLayer(nn.Module):
 
     def accumulate(self, x_int: Tensor) -> Tensor:
         """acc = conv(x_int, W') (or x_int @ W'^T), exact integers in acc_dtype."""
-        x = x_int.to(self.acc_dtype)
+        weight = self._weight_acc
+        if weight.is_cuda and weight.dtype == torch.float32 and not self._tf32_exact():
+            weight = weight.double()  # TF32 operands keep 11 significant bits only
+        x = x_int.to(weight.dtype)
         if self.kind == "Fc":  # [N, O, 1, 1] like the Fc cell
-            return F.linear(x.flatten(1), self._weight_acc)[:, :, None, None]
-        return F.conv2d(
-            x, self._weight_acc, None, self.stride, self.padding, self.dilation, self.groups
-        )
+            return F.linear(x.flatten(1), weight)[:, :, None, None]
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def _tf32_exact(self) -> bool:
+        """On CUDA a float32 conv / matmul may run in TF32 (torch's allow_tf32 switches): its
+        operands are rounded to 11 significant bits, which leaves integers up to 2^11 exact
+        (activations R_in <= 255 and W_s <= 255 are), products and sums staying float32."""
+        return self.range_in <= TF32_EXACT and self._max_weight <= TF32_EXACT
 
     def forward(self, x_int: Tensor) -> Tensor:
         acc = self.accumulate(x_int)
