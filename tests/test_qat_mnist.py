@@ -1,13 +1,14 @@
 """The seed-004 workflow on the real MNIST, end to end through ``python -m n2q``.
 
 Float baseline, SAT clamp phase, SAT W4A4 (8-bit first/last layers) learned from
-``-w weights_clamped``, LSQ W4A4 and LSQ W8A8 fine-tuned from the float weights: every network
-is derived from ``configs/LeNet_SAT_*.ini`` and trained with the same seed and epochs (LSQ:
-fewer, it fine-tunes); the quantized test scores must end close to the float baseline's: LSQ
-within 0.5 points (4 bits) and 0.2 (8 bits); SAT W4A4 within 0.5 of its clamped network and 1.5
-of float (SAT's Fc scaling makes the clamp phase converge more slowly than the float network).
+``-w weights_clamped``, LSQ W4A4 (the same per-layer ranges) and LSQ W8A8 fine-tuned from the
+float weights. Every network is derived from ``configs/LeNet_SAT_*.ini`` with the seed's
+solvers (SGD, lr 0.05, no momentum) and trained with the same seed and epochs (LSQ fine-tunes
+for one: N2D2 reports its LSQ results after one epoch); the quantized test scores must end
+within 0.5 points (4 bits) and 0.2 (8 bits) of the float baseline's (the issue's bounds).
 
-Kept short for a 2-core machine: few epochs, a smaller batch and momentum so that they converge.
+Kept short for a 2-core machine: 3 epochs of batch 32 instead of the seed's 100 of batch 256
+(more steps per epoch; the learning rate and momentum stay the seed's).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import pytest
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 # float, SAT clamp and SAT W4A4 learn EPOCHS each; LSQ fine-tunes the float weights (the method
 # needs few epochs: N2D2 reports its ImageNet LSQ results after one)
-EPOCHS = int(os.environ.get("N2Q_QAT_MNIST_EPOCHS", "5"))
-LSQ_EPOCHS = int(os.environ.get("N2Q_QAT_MNIST_LSQ_EPOCHS", "3"))
+EPOCHS = int(os.environ.get("N2Q_QAT_MNIST_EPOCHS", "3"))
+LSQ_EPOCHS = int(os.environ.get("N2Q_QAT_MNIST_LSQ_EPOCHS", "1"))
 SCORE = re.compile(r"Final recognition rate: ([0-9.]+)%")
 
 
 def _fast(text: str) -> str:
-    """Same network, quicker convergence: batch 32 and momentum 0.9 for every solver."""
-    return text.replace("BatchSize=256", "BatchSize=32").replace("Momentum=0.0", "Momentum=0.9")
+    """Same network and solvers, more steps per epoch: batch 32 instead of 256."""
+    assert "BatchSize=256" in text
+    return text.replace("BatchSize=256", "BatchSize=32")
 
 
 def _float(text: str) -> str:
@@ -42,12 +44,15 @@ def _float(text: str) -> str:
                         "Type=BatchNorm\nActivationFunction=Rectifier")
 
 
-def _lsq(text: str, bits: int) -> str:
-    """The SAT W4A4 network with LSQ quantizers instead (all layers at ``bits``)."""
+def _lsq(text: str, bits: int | None = None) -> str:
+    """The SAT W4A4 recipe with LSQ quantizers instead: its ranges as they are (4 bits, 8-bit
+    conv1 and fc2, as seed 004 defines W4A4), or every layer at ``bits``."""
     lines = [ln for ln in text.splitlines()
              if not re.match(r"\s*(QWeight\.Apply|QAct\.Alpha)", ln)]
     text = "\n".join(lines) + "\n"
     text = text.replace("QWeight=SAT", "QWeight=LSQ").replace("QAct=SAT", "QAct=LSQ")
+    if bits is None:
+        return text
     return re.sub(r"(QWeight|QAct)\.Range=\d+", rf"\1.Range={2 ** bits - 1}", text)
 
 
@@ -83,7 +88,7 @@ def test_sat_and_lsq_workflow_on_mnist(test_data: Path, tmp_path: Path,
     shutil.copytree(tmp_path / "clamp" / "weights_validation", clamped)
     sat_score = _run(tmp_path / "sat", w4a4_ini, "sat_w4a4", "-w", str(clamped))
 
-    lsq4_score = _run(tmp_path / "lsq4", _lsq(w4a4_ini, 4), "lsq_w4a4", "-w",
+    lsq4_score = _run(tmp_path / "lsq4", _lsq(w4a4_ini), "lsq_w4a4", "-w",
                       str(float_weights), epochs=LSQ_EPOCHS)
     lsq8_score = _run(tmp_path / "lsq8", _lsq(w4a4_ini, 8), "lsq_w8a8", "-w",
                       str(float_weights), epochs=LSQ_EPOCHS)
@@ -91,11 +96,6 @@ def test_sat_and_lsq_workflow_on_mnist(test_data: Path, tmp_path: Path,
     summary = (f"float {float_score}, SAT clamp {clamp_score}, SAT W4A4 {sat_score}, "
                f"LSQ W4A4 {lsq4_score}, LSQ W8A8 {lsq8_score}")
     assert float_score > 95.0, summary            # the baseline itself learned
-    # seed 004: the 4-bit step loses nothing against the clamped network it starts from
-    assert sat_score >= clamp_score - 0.5, summary
-    # the clamped network itself trails the float one in short runs (SAT's fixed-variance Fc
-    # weights learn the logit scale slowly; N2D2 closes the gap over 100 epochs): measured
-    # 1.0 point below after 5 + 5 epochs, so the bar against float is 1.5 here, not 0.5
-    assert sat_score >= float_score - 1.5, summary
+    assert sat_score >= float_score - 0.5, summary
     assert lsq4_score >= float_score - 0.5, summary
     assert lsq8_score >= float_score - 0.2, summary

@@ -21,6 +21,7 @@ from n2q.net.base import (
 )
 from n2q.net.fillers import Filler, default_filler, make_filler
 from n2q.net.mapping import MAPPING_PREFIXES, read_connectivity
+from n2q.quant.registry import apply_weight_op, fake_quantized
 
 WEIGHT_KEYS = frozenset({"NbOutputs", "NoBias", "BackPropagate", "WeightsExportFormat",
                          "WeightsFiller", "BiasFiller"})
@@ -50,6 +51,7 @@ class ConvCell(Cell):
         "SubSampleDims", "SubSample", "SubSampleX", "SubSampleY"}
     PREFIXES = WEIGHT_PREFIXES + MAPPING_PREFIXES
     HAS_ACTIVATION = True
+    INTEGER_WEIGHTS = True  # op rescales QWeight.Mode=Integer outputs (apply_weight_op)
 
     def __init__(self, name: str, inputs: Sequence[str], in_shape: Shape, nb_outputs: int,
                  kernel: tuple[int, int], *, stride: tuple[int, int] = (1, 1),
@@ -105,11 +107,13 @@ class ConvCell(Cell):
             bias_filler.fill(self.bias, self.fan_in, self.fan_out)
 
     def quantized_weight(self) -> torch.Tensor:
+        """The weight in float units as the forward uses it (``QWeight.Mode=Integer``: the
+        integer levels times the quantizer's output scale, i.e. fake quantization)."""
         w = self.weight
         if self.mask is not None:
             w = w * self.mask
         if self.weight_quantizer is not None:
-            w = self.weight_quantizer(w)
+            w = fake_quantized(self.weight_quantizer, w)
             if self.mask is not None:  # a quantizer may map 0 to a non-zero level
                 w = w * self.mask
         return w
@@ -117,15 +121,20 @@ class ConvCell(Cell):
     def op(self, x: torch.Tensor) -> torch.Tensor:
         if not self.back_propagate:
             x = x.detach()
+        w = self.weight if self.mask is None else self.weight * self.mask
+        # the quantizer sees the masked weight, its output is masked again; in Integer mode
+        # the bias-free output (sub-sampling included: a sum, so linear) is rescaled
+        return apply_weight_op(self.weight_quantizer, self._conv, x, w, self.bias, self.mask)
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """x [B, C, H, W] -> [B, O, oH, oW] with weight ``w`` and bias ``b`` (or None)."""
         if self.sub_sample == (1, 1):
-            return F.conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding,
-                            self.dilation, self.groups)
-        y = F.conv2d(x, self.quantized_weight(), None, self.stride, self.padding,
-                     self.dilation, self.groups)
+            return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        y = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
         # sum over s x s blocks: average pooling with divisor 1, partial last blocks kept
         y = F.avg_pool2d(y, self.sub_sample, self.sub_sample, ceil_mode=True,
                          divisor_override=1)
-        return y if self.bias is None else y + self.bias[:, None, None]
+        return y if b is None else y + b[:, None, None]
 
     def nb_params(self) -> int:
         n = int(self.mask.sum()) if self.mask is not None else self.weight.numel()

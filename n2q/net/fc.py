@@ -13,6 +13,7 @@ from n2q.net.activations import make_activation
 from n2q.net.base import Cell, Shape, nb_outputs, register_cell
 from n2q.net.conv import WEIGHT_KEYS, WEIGHT_PREFIXES, read_bool
 from n2q.net.fillers import Filler, default_filler, make_filler
+from n2q.quant.registry import apply_weight_op, fake_quantized
 
 
 @register_cell("Fc")
@@ -23,6 +24,7 @@ class FcCell(Cell):
     KEYS = WEIGHT_KEYS
     PREFIXES = WEIGHT_PREFIXES
     HAS_ACTIVATION = True
+    INTEGER_WEIGHTS = True  # op rescales QWeight.Mode=Integer outputs (apply_weight_op)
 
     def __init__(self, name: str, inputs: Sequence[str], in_shape: Shape, nb_outputs: int,
                  *, bias: bool = True, activation: nn.Module | None = None,
@@ -53,14 +55,18 @@ class FcCell(Cell):
             bias_filler.fill(self.bias, self.fan_in, self.fan_out)
 
     def quantized_weight(self) -> torch.Tensor:
+        """The weight in float units as the forward uses it (fake quantization in Integer
+        mode too)."""
         if self.weight_quantizer is not None:
-            return self.weight_quantizer(self.weight)
+            return fake_quantized(self.weight_quantizer, self.weight)
         return self.weight
 
     def op(self, x: torch.Tensor) -> torch.Tensor:
         if not self.back_propagate:
             x = x.detach()
-        y = F.linear(x.flatten(1), self.quantized_weight(), self.bias)  # [B, O]
+        # [B, In] -> [B, O]; in Integer mode on integer weights, rescaled before the bias
+        y = apply_weight_op(self.weight_quantizer, F.linear, x.flatten(1), self.weight,
+                            self.bias)
         return y[:, :, None, None]
 
     @classmethod

@@ -182,6 +182,14 @@ class ActQuantizer(Quantizer):
     PREFIX = "QAct"
 
 
+def fake_quantized(quantizer: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """The quantized weight in float units, whatever the mode (any nn.Module mapping w to the
+    op's weight is accepted as a quantizer)."""
+    if isinstance(quantizer, WeightQuantizer):
+        return quantizer.fake_quantize(w)
+    return quantizer(w)
+
+
 def apply_weight_op(quantizer: WeightQuantizer | None, op: Callable[..., torch.Tensor],
                     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,7 +203,7 @@ def apply_weight_op(quantizer: WeightQuantizer | None, op: Callable[..., torch.T
     wq = quantizer(weight)
     if mask is not None:
         wq = wq * mask
-    if not quantizer.integer:
+    if not getattr(quantizer, "integer", False):   # any nn.Module may stand as a quantizer
         return op(x, wq, bias)
     y = op(x, wq, None) * quantizer.output_scale
     if bias is not None:
