@@ -113,6 +113,11 @@ def test_config_api_lookup(tmp_path: Path) -> None:
     assert cfg.get("b") is None
     with pytest.raises(UserError, match=r"missing section \[b\]"):
         cfg["b"]  # noqa: B018
+    # a missing section that some value refers to: the error points at that value
+    path = write(tmp_path, "[a]\nX=[sp]SizeX\n")
+    with pytest.raises(UserError, match=located(path, 2, r"\[a\] X: refers to \[sp\] but "
+                                                r"there is no \[sp\] section")):
+        load_config(path)["sp"]
     with pytest.raises(UserError, match=located(path, 1, r"\[a\] missing key Y: add Y=")):
         cfg["a"].str("Y")
     assert cfg["a"].str("Y", "dflt") == "dflt"

@@ -278,9 +278,19 @@ class Config:
     def __getitem__(self, name: str) -> Section:
         sec = self._sections.get(name)
         if sec is None:
-            raise UserError(f"missing section [{name}]: add it to the INI file",
-                            file=self.path)
+            raise self._missing_section(name)
         return sec
+
+    def _missing_section(self, name: str) -> UserError:
+        """Point at the first value that refers to the missing section, if any (ResNet-18-BN.ini
+        reads [sp]SizeX without an [sp] section), else at the file."""
+        for section in [self.globals, *self.sections]:
+            for key, entry in section.entries.items():
+                if f"[{name}]" in entry.value:
+                    return UserError(f"refers to [{name}] but there is no [{name}] section: "
+                                     "add it to the INI file", file=entry.file, line=entry.line,
+                                     section=section.name or None, key=key)
+        return UserError(f"missing section [{name}]: add it to the INI file", file=self.path)
 
     def __contains__(self, name: str) -> bool:
         return name in self._sections
