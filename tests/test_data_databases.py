@@ -140,30 +140,6 @@ def test_mnist_missing_names_path_and_install_command(tmp_path: Path, data_root:
     assert "\n" not in msg
 
 
-def test_mnist_truncated_file_named(tmp_path: Path, data_root: Path) -> None:
-    write_mnist(data_root / "mnist")
-    path = data_root / "mnist" / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(UserError, match=r"train-images-idx3-ubyte: truncated IDX file"):
-        database(tmp_path, "Type=MNIST_IDX_Database\n")
-
-
-def test_mnist_wrong_magic_named(tmp_path: Path, data_root: Path) -> None:
-    write_mnist(data_root / "mnist")
-    path = data_root / "mnist" / "t10k-labels-idx1-ubyte"
-    path.write_bytes(b"\x1f\x8b\x08\x00" + path.read_bytes()[4:])
-    with pytest.raises(UserError, match=r"t10k-labels-idx1-ubyte: not an IDX file \(wrong magic"):
-        database(tmp_path, "Type=MNIST_IDX_Database\n")
-
-
-def test_mnist_truncated_gzip_named(tmp_path: Path, data_root: Path) -> None:
-    write_mnist(data_root / "mnist", gz=True)
-    path = data_root / "mnist" / "train-labels-idx1-ubyte.gz"
-    path.write_bytes(path.read_bytes()[:-12])
-    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte.gz: cannot read IDX file"):
-        database(tmp_path, "Type=MNIST_IDX_Database\n")
-
-
 def test_real_mnist_lenet_partitions(test_data: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("N2Q_DATA", str(test_data))
     cfg = load_config(ini(tmp_path, "[database]\nType=MNIST_IDX_Database\nValidation=0.2\n"
@@ -232,12 +208,32 @@ def test_cifar10_use_test_for_validation(tmp_path: Path, data_root: Path) -> Non
         database(tmp_path, "Type=CIFAR10_Database\nUseTestForValidation=1\nValidation=0.1\n")
 
 
-def test_cifar10_truncated_record_named(tmp_path: Path, data_root: Path) -> None:
-    write_cifar10(data_root / "cifar-10-batches-bin")
-    path = data_root / "cifar-10-batches-bin" / "data_batch_2.bin"
-    path.write_bytes(path.read_bytes()[:-1])
-    with pytest.raises(UserError, match=r"data_batch_2.bin: truncated CIFAR binary file"):
-        database(tmp_path, "Type=CIFAR10_Database\n")
+# (writes a data base, its folder under the data root, its [database] Type)
+_DAMAGED = {
+    "idx": (write_mnist, "mnist", "MNIST_IDX_Database"),
+    "idx.gz": (lambda folder: write_mnist(folder, gz=True), "mnist", "MNIST_IDX_Database"),
+    "cifar": (write_cifar10, "cifar-10-batches-bin", "CIFAR10_Database"),
+}
+
+
+@pytest.mark.parametrize(("kind", "file", "damage", "message"), [
+    ("idx", "train-images-idx3-ubyte", lambda b: b[:-5],
+     r"train-images-idx3-ubyte: truncated IDX file"),
+    ("idx", "t10k-labels-idx1-ubyte", lambda b: b"\x1f\x8b\x08\x00" + b[4:],
+     r"t10k-labels-idx1-ubyte: not an IDX file \(wrong magic"),
+    ("idx.gz", "train-labels-idx1-ubyte.gz", lambda b: b[:-12],
+     r"train-labels-idx1-ubyte.gz: cannot read IDX file"),
+    ("cifar", "data_batch_2.bin", lambda b: b[:-1],
+     r"data_batch_2.bin: truncated CIFAR binary file"),
+], ids=["idx-truncated", "idx-wrong-magic", "idx-gzip-truncated", "cifar-truncated"])
+def test_damaged_file_named(tmp_path: Path, data_root: Path, kind: str, file: str,
+                            damage, message: str) -> None:
+    write, folder, db_type = _DAMAGED[kind]
+    write(data_root / folder)
+    path = data_root / folder / file
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UserError, match=message):
+        database(tmp_path, f"Type={db_type}\n")
 
 
 def test_cifar10_missing_install_hint(tmp_path: Path, data_root: Path) -> None:
@@ -433,3 +429,37 @@ def test_sixteen_bit_png_maps_to_unit_range(tmp_path: Path) -> None:
     x = decode_image(tmp_path / "deep.png")
     assert x.dtype.is_floating_point and x.shape == (1, 2, 2)
     assert x[0].flatten().tolist() == pytest.approx([0.0, 1.0, 32768 / 65535, 1000 / 65535])
+
+
+@pytest.mark.parametrize(("body", "key", "value"), [
+    ("Type=MNIST_IDX_Database\nValidation=1.5\n", "Validation", "1.5"),
+    ("Type=CIFAR10_Database\nValidation=-0.1\n", "Validation", "-0.1"),
+    ("Type=ILSVRC2012_Database\nLearn=2\n", "Learn", "2.0"),
+    ("Type=DIR_Database\nDataPath=shapes\nLearn=0.5\nTest=1.25\n", "Test", "1.25"),
+])
+def test_fraction_outside_0_1_refused(tmp_path: Path, data_root: Path, body: str, key: str,
+                                      value: str) -> None:
+    write_mnist(data_root / "mnist")
+    write_cifar10(data_root / "cifar-10-batches-bin")
+    write_ilsvrc(data_root / "ILSVRC2012")
+    write_dir(data_root / "shapes", {"a": 2, "b": 2})
+    with pytest.raises(UserError, match=rf"\[database\] {key}: {value} is not a fraction in "
+                                        r"\[0, 1\]"):
+        database(tmp_path, body)
+
+
+def test_mnist_label_out_of_range_names_its_file(tmp_path: Path, data_root: Path) -> None:
+    write_mnist(data_root / "mnist")
+    labels = np.zeros(10, dtype=np.uint8)
+    labels[3] = 10  # one digit class too many
+    write_idx(data_root / "mnist" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte.*labels outside 0..9"):
+        database(tmp_path, "Type=MNIST_IDX_Database\n")
+
+
+def test_cifar10_label_out_of_range_names_its_file(tmp_path: Path, data_root: Path) -> None:
+    folder = data_root / "cifar-10-batches-bin"
+    write_cifar10(folder)
+    (folder / "data_batch_3.bin").write_bytes(cifar_records([(4,), (10,)])[0])  # 10: no class
+    with pytest.raises(UserError, match=r"data_batch_3.bin: label 10 out of range \(0..9\)"):
+        database(tmp_path, "Type=CIFAR10_Database\n")

@@ -154,3 +154,60 @@ def test_download_resumes_with_range(tool, tmp_path: Path, monkeypatch) -> None:
         server.server_close()
     assert f"bytes={len(half) // 2}-" in _RangeServer.ranges
     assert (root / "mnist" / "train-images-idx3-ubyte.gz").read_bytes() == half
+
+
+class _FlakyServer(BaseHTTPRequestHandler):
+    """Serves ``data``: answers 416 to a Range at its end; with ``cut``, the first plain GET
+    announces the whole length but sends only ``cut`` bytes (a dropped connection)."""
+
+    data = b""
+    cut: int | None = None
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        header = self.headers.get("Range")
+        start = int(header.split("=")[1].rstrip("-")) if header else 0
+        if start >= len(self.data):
+            self.send_response(416)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if header else 200)
+        self.send_header("Content-Length", str(len(self.data) - start))
+        self.end_headers()
+        body = self.data[start:]
+        if not header and _FlakyServer.cut is not None:
+            body, _FlakyServer.cut = body[:_FlakyServer.cut], None
+            self.close_connection = True
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_shared_download_detects_a_cut_and_resumes(tmp_path: Path) -> None:
+    sys.path.insert(0, str(TOOL.parent))
+    try:
+        from _download import resume_download
+    finally:
+        sys.path.remove(str(TOOL.parent))
+    _FlakyServer.data = bytes(range(256)) * 40  # 10240 bytes
+    _FlakyServer.cut = 3000
+    server = HTTPServer(("127.0.0.1", 0), _FlakyServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/f.bin"
+    target = tmp_path / "f.bin"
+    part = tmp_path / "f.bin.part"
+    try:
+        with pytest.raises(OSError, match="incomplete download"):  # kept for a resume
+            resume_download(url, target, quiet=True)
+        assert not target.exists() and part.read_bytes() == _FlakyServer.data[:3000]
+        resume_download(url, target, quiet=True)
+        assert target.read_bytes() == _FlakyServer.data and not part.exists()
+        # a .part already whole: the server answers 416 to its Range, the file is complete
+        part.write_bytes(_FlakyServer.data)
+        target.unlink()
+        resume_download(url, target, quiet=True)
+        assert target.read_bytes() == _FlakyServer.data
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data_databases import write_cifar10, write_dir, write_mnist
+from test_data_databases import ini, write_cifar10, write_dir, write_mnist
 
 from n2q.config import load_config
 from n2q.data import make_provider
@@ -32,9 +32,7 @@ def mnist(data_root: Path) -> np.ndarray:
 
 
 def provider(tmp_path: Path, text: str, seed: int = 1, name: str = "net.ini"):
-    path = tmp_path / name
-    path.write_text(text)
-    cfg = load_config(path)
+    cfg = load_config(ini(tmp_path, text, name))
     return make_provider(cfg, seed), cfg
 
 

@@ -5,10 +5,10 @@
     the Learn partition (real MNIST from $N2Q_TEST_DATA / $N2Q_DATA when there, else generated
     digits of the same format). Goal: >= 20000 stimuli/s on 2 cores.
 (b) ImageNet-style JPEG pipeline on generated JPEG files: decode, Rescale (aspect kept, shorter
-    side 256), PadCrop 256, random SliceExtraction 224, random Flip, RangeAffine (mean/std), vs
-    torchvision ImageFolder with the equivalent standard transforms (Resize(256),
-    CenterCrop(256), RandomCrop(224), RandomHorizontalFlip, ToTensor, Normalize) on the same
-    files with the same number of workers. Goal: at least as fast.
+    side 256), PadCrop 256, random SliceExtraction 224, random Flip, RangeAffine (/255 minus
+    the mean), vs torchvision ImageFolder with the equivalent standard transforms (Resize(256),
+    CenterCrop(256), RandomCrop(224), RandomHorizontalFlip, ToTensor, Normalize(mean, std=1))
+    on the same files with the same number of workers. Goal: at least as fast.
 
     python tools/bench_data.py [--images 400] [--workers 2] [--epochs 3]
 """

@@ -12,17 +12,16 @@ says so in one line and tells how to use ``--from``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
 import tarfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHUNK = 1 << 16
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ itself, for _download
+from _download import file_digest, resume_download  # noqa: E402
 
 
 @dataclass
@@ -52,6 +51,11 @@ def _idx_files(base: str, md5s: tuple[str, str, str, str]) -> list[Remote]:
     return [Remote(name, base + name, md5) for name, md5 in zip(_IDX_FILES, md5s, strict=True)]
 
 
+def _cifar_archive(folder: str, file: str, md5: str) -> Dataset:
+    """A CIFAR binary archive whose top folder ``folder`` is installed as is."""
+    return Dataset(folder, [Remote(file, _CIFAR + file, md5)], archive=True)
+
+
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset("mnist", _idx_files(_MNIST, (
         "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
@@ -59,14 +63,10 @@ DATASETS: dict[str, Dataset] = {
     "fashion-mnist": Dataset("fashion-mnist", _idx_files(_FASHION, (
         "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
-    "cifar-10": Dataset("cifar-10-batches-bin", [
-        Remote("cifar-10-binary.tar.gz", _CIFAR + "cifar-10-binary.tar.gz",
-               "c32a1d4ab5d03f1284b67883e8d87530"),
-    ], archive=True),
-    "cifar-100": Dataset("cifar-100-binary", [
-        Remote("cifar-100-binary.tar.gz", _CIFAR + "cifar-100-binary.tar.gz",
-               "03b5dce01913d631647c71ecec9e9cb8"),
-    ], archive=True),
+    "cifar-10": _cifar_archive("cifar-10-batches-bin", "cifar-10-binary.tar.gz",
+                               "c32a1d4ab5d03f1284b67883e8d87530"),
+    "cifar-100": _cifar_archive("cifar-100-binary", "cifar-100-binary.tar.gz",
+                                "03b5dce01913d631647c71ecec9e9cb8"),
 }
 
 
@@ -82,28 +82,14 @@ def data_root() -> Path:
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def download(remote: Remote, target: Path, dataset: str, quiet: bool = False) -> None:
     """Fetch ``remote`` to ``target``, resuming ``target.part`` with an HTTP Range request."""
-    from tqdm import tqdm
-
-    part = target.with_name(target.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(remote.url, headers={"User-Agent": "n2q-installer"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=30)
+        resume_download(remote.url, target, quiet=quiet)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the .part is already complete
-            part.replace(target)
-            return
         raise InstallError(f"cannot download {remote.url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -111,19 +97,6 @@ def download(remote: Remote, target: Path, dataset: str, quiet: bool = False) ->
             f"cannot download {remote.url}: offline or unreachable ({reason}); download "
             f"{remote.name} elsewhere and run: python tools/install_datasets.py {dataset} "
             "--from DIR") from None
-    with response:
-        resumed = have and response.status == 206
-        if not resumed:
-            have = 0  # the server ignored the Range: start again
-        total = response.headers.get("Content-Length")
-        total = int(total) + have if total is not None else None
-        with part.open("ab" if resumed else "wb") as out, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=remote.name,
-                disable=quiet) as bar:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
-    part.replace(target)
 
 
 def verify(path: Path, remote: Remote, fix: str = "delete it and install again") -> None:

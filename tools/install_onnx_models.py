@@ -18,7 +18,6 @@ Exit status: 0 success, 2 a problem the user can fix (unknown name, offline, bad
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -26,14 +25,14 @@ import sys
 import tarfile
 import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ itself, for _download
+from _download import CHUNK, file_digest, resume_download  # noqa: E402
+
 ZOO_URL = "https://github.com/onnx/models/raw/main/validated/vision/classification"
 LEGACY_URL = "https://s3.amazonaws.com/onnx-model-zoo"   # the URLs N2D2's installer used
-CHUNK = 1 << 20
-TIMEOUT_S = 30
 
 
 @dataclass
@@ -142,11 +141,7 @@ def target_path(root: Path, model: ZooModel) -> Path:
 
 # -- checking ------------------------------------------------------------------------------------
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def verify(model: ZooModel, path: Path, trust_new: bool) -> str:
@@ -187,7 +182,7 @@ def download(model: ZooModel, folder: Path) -> Path:
     errors = []
     for url in model.urls:
         try:
-            fetch(url, final, model.size)
+            resume_download(url, final, model.size)
             return final
         except urllib.error.HTTPError as exc:
             errors.append(f"{url}: HTTP {exc.code}")
@@ -197,33 +192,6 @@ def download(model: ZooModel, folder: Path) -> Path:
     raise InstallError(f"{model.name}: cannot download {model.file} ({'; '.join(errors)}). "
                        "Offline? Download it on a machine with internet from "
                        f"{model.urls[0]} and install it with --from DIR")
-
-
-def fetch(url: str, final: Path, size: int | None) -> None:
-    """Download ``url`` to ``final`` through ``final.part``, resuming a previous attempt with
-    an HTTP Range request; the part file is renamed only when complete."""
-    from tqdm import tqdm
-
-    part = final.with_name(final.name + ".part")
-    done = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "n2q-installer"})
-    if done:
-        request.add_header("Range", f"bytes={done}-")
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        if done and response.status != 206:   # the server ignored the range: start over
-            done = 0
-        length = response.headers.get("Content-Length")
-        total = done + int(length) if length is not None else size
-        mode = "ab" if done else "wb"
-        with part.open(mode) as out, tqdm(total=total, initial=done, unit="B",
-                                          unit_scale=True, desc=final.name) as bar:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
-    if total is not None and part.stat().st_size != total:
-        raise OSError(f"incomplete download ({part.stat().st_size} of {total} bytes); run "
-                      "again to resume")
-    part.rename(final)
 
 
 def find_local(model: ZooModel, folder: Path) -> Path:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from n2q.config import Section
+
 PARTITIONS = ("Learn", "Validation", "Test")
+
+
+def read_fraction(sec: Section, key: str, default: float | None = None, note: str = "") -> float:
+    """``sec[key]`` as a fraction of the stimuli, refused outside [0, 1]."""
+    value = sec.float(key, default) if default is not None else sec.float(key)
+    if not 0.0 <= value <= 1.0:
+        raise sec.error(key, f"{value} is not a fraction in [0, 1]{note}")
+    return value
 
 
 def round_half_up(x: float) -> int:

@@ -100,13 +100,14 @@ def mix_seed(*values: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
+def section_signature(sec) -> str:
+    """A section's keys with their resolved values, sorted: ``"K1=v1;K2=v2"``."""
+    return ";".join(f"{k}={sec.str(k)}" for k in sorted(sec.keys()))
+
+
 def step_signature(steps: list[Step]) -> str:
-    """What identifies a chain's output (for the disk cache): types and resolved keys."""
-    parts = []
-    for step in steps:
-        sec = step.section
-        parts.append(sec.name + ";" + ";".join(f"{k}={sec.str(k)}" for k in sorted(sec.keys())))
-    return "|".join(parts)
+    """What identifies a chain's output (for the disk cache): sections and resolved keys."""
+    return "|".join(f"{step.section.name};{section_signature(step.section)}" for step in steps)
 
 
 class Pipeline:

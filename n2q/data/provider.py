@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,9 +28,13 @@ from n2q.data.pipeline import (
     find_culprit,
     mix_seed,
     run_steps,
+    section_signature,
 )
 from n2q.data.transforms import make_transformation
 from n2q.errors import UserError
+
+if TYPE_CHECKING:
+    from n2q.config import Config
 
 SP_KEYS = ("SizeX", "SizeY", "NbChannels", "Size", "BatchSize", "CachePath", "CompositeStimuli",
            "DataSignedMapping", "QuantizationLevels", "QuantizationMin", "QuantizationMax",
@@ -41,7 +46,7 @@ _FINAL_BYTES = 1 << 30  # largest in-memory partition kept finalized (float32)
 
 
 class StimuliProvider:
-    def __init__(self, cfg, seed: int, name: str = "sp") -> None:
+    def __init__(self, cfg: Config, seed: int, name: str = "sp") -> None:
         self.cfg = cfg
         self.seed = int(seed)
         self.name = name
@@ -60,8 +65,7 @@ class StimuliProvider:
                             "remove it or set 0")
         self.signed = sec.bool("DataSignedMapping", False)
         self._read_quantization(sec)
-        cache = sec.path("CachePath", None)
-        self.cache_dir = cache
+        self.cache_dir = sec.path("CachePath", None)
         self.database = make_database(cfg, self.seed)
         self._publish(name, "_EpochSize", len(self.database.partitions["Learn"]))
         self.stimuli_data: dict[str, dict[str, float]] = {}
@@ -216,8 +220,7 @@ class StimuliProvider:
 
     def _database_signature(self) -> str:
         db = self.database
-        sec = db.section
-        return f"{db.TYPE};{len(db)};" + ";".join(f"{k}={sec.str(k)}" for k in sorted(sec.keys()))
+        return f"{db.TYPE};{len(db)};{section_signature(db.section)}"
 
     def _precompute(self, partition: str) -> torch.Tensor:
         """The deterministic prefix over a whole in-memory partition, once (batched ops).
@@ -264,17 +267,14 @@ class StimuliProvider:
 
     def finalize(self, x: torch.Tensor) -> torch.Tensor:
         """Integer data -> [0,1] (or [-1,1] with DataSignedMapping); then QuantizationLevels."""
-        if x.dtype == torch.uint8:
-            x = x.to(torch.float32) / 255.0
-            if self.signed:
-                x = x * 2.0 - 1.0
-        elif not x.is_floating_point():
-            # other integer data (none of n2q's data bases yields it): 16-bit range
-            x = x.to(torch.float32) / 65535.0
-            if self.signed:
-                x = x * 2.0 - 1.0
-        else:
+        if x.is_floating_point():
             x = x.to(torch.float32)
+        else:
+            # 8-bit images; other integer data (none of n2q's data bases yields it): 16-bit
+            full_scale = 255.0 if x.dtype == torch.uint8 else 65535.0
+            x = x.to(torch.float32) / full_scale
+            if self.signed:
+                x = x * 2.0 - 1.0
         if self.q_levels:
             span = self.q_max - self.q_min
             steps = self.q_levels - 1
@@ -341,7 +341,7 @@ class StimuliProvider:
             self.cfg.set_generated(alias + dot + tail, key, value)
 
 
-def make_provider(cfg, seed: int, name: str | None = None) -> StimuliProvider:
+def make_provider(cfg: Config, seed: int, name: str | None = None) -> StimuliProvider:
     """The provider of ``cfg``: ``[sp]``, or ``[env]`` when there is no ``[sp]`` (N2D2's
     Environment is a stimuli provider for frame models; seed 004's LeNet writes ``[env]``)."""
     if name is None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from n2q.errors import UserError
+
+if TYPE_CHECKING:
+    from n2q.config import Section
 
 INSTALL_HINT = "python tools/install_datasets.py"
 
@@ -18,7 +22,7 @@ def data_root() -> Path:
     return Path.home() / ".n2q" / "data"
 
 
-def dataset_path(section, key: str, default: str | None) -> Path | None:
+def dataset_path(section: Section, key: str, default: str | None) -> Path | None:
     """``section[key]`` as a path; a relative one is taken under the data root."""
     value = section.path(key, None, base=data_root())
     if value is None:
@@ -26,7 +30,7 @@ def dataset_path(section, key: str, default: str | None) -> Path | None:
     return value
 
 
-def missing_dataset(section, key: str, path: Path, what: str,
+def missing_dataset(section: Section, key: str, path: Path, what: str,
                     install_name: str | None) -> UserError:
     """The one-line error for a data set that is not where the INI says."""
     fix = (f"install it with `{INSTALL_HINT} {install_name}`" if install_name

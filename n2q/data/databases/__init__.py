@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from n2q.data.databases.base import DATABASES, Database, register_database
+
+if TYPE_CHECKING:
+    from n2q.config import Config
 
 # modules that register a data base when imported
 _MODULES = ("mnist", "cifar10", "cifar100", "ilsvrc2012", "dir")
@@ -16,7 +20,7 @@ def load_all() -> dict[str, type[Database]]:
     return DATABASES
 
 
-def make_database(cfg, seed: int) -> Database:
+def make_database(cfg: Config, seed: int) -> Database:
     """The ``[database]`` of ``cfg``, loaded and partitioned."""
     sec = cfg["database"]
     types = load_all()

@@ -8,24 +8,23 @@ data base is small and uniform (``batch``), in which case the provider transform
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from n2q.data.partition import PARTITIONS
+from n2q.registry import registrar
+
+if TYPE_CHECKING:
+    from n2q.config import Section
 
 DATABASES: dict[str, type[Database]] = {}
 
 
-def register_database(name: str) -> Callable[[type[Database]], type[Database]]:
-    def deco(cls: type[Database]) -> type[Database]:
-        cls.TYPE = name
-        DATABASES[name] = cls
-        return cls
-
-    return deco
+# ``@register_database("Name")``: the class ``Type=Name`` selects (its ``TYPE`` = "Name")
+register_database = registrar(DATABASES, "TYPE")
 
 
 class Database:
@@ -33,7 +32,7 @@ class Database:
     KEYS: tuple[str, ...] = ()  # keys of this type, besides COMMON_KEYS
     COMMON_KEYS = ("Type", "RandomPartitioning", "DefaultLabel")
 
-    def __init__(self, section, seed: int) -> None:
+    def __init__(self, section: Section, seed: int) -> None:
         section.check_keys((*self.COMMON_KEYS, *self.KEYS), f"a {self.TYPE}")
         self.section = section
         self.seed = seed

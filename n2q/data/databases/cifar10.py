@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from n2q.data.databases.base import Database, register_database
-from n2q.data.partition import ordered, split_fractions
+from n2q.data.partition import ordered, read_fraction, split_fractions
 from n2q.data.root import dataset_path
 from n2q.errors import UserError
 
@@ -61,28 +61,27 @@ class CIFARDatabase(Database):
     def load_index(self) -> None:
         sec = self.section
         self.path = dataset_path(sec, "DataPath", self.DEFAULT_PATH)
-        validation = sec.float("Validation", 0.0)
+        validation = read_fraction(sec, "Validation", 0.0)
         use_test = sec.bool("UseTestForValidation", False)
-        if not 0.0 <= validation <= 1.0:
-            raise sec.error("Validation", f"{validation} is not a fraction in [0, 1]")
         if use_test and validation:
             raise sec.error("Validation", "with UseTestForValidation=1 the test set is the "
                             "validation set: set Validation=0")
+        self.labels = self.names()
         images, targets, self._files = [], [], []
         for name in (*self.TRAIN, self.TEST):
             path = self.path / name
             if not path.is_file():
                 raise self._error_path("DataPath", path, self.INSTALL)
             labels, imgs = read_records(path, self.LABEL_BYTES)
+            column = labels[:, self.label_column()].astype(np.int64)
+            if column.max() >= len(self.labels):
+                raise UserError(f"label {column.max()} out of range (0..{len(self.labels) - 1})",
+                                file=path)
             images.append(imgs)
-            targets.append(labels[:, self.label_column()].astype(np.int64))
+            targets.append(column)
             self._files.append((len(imgs), path))
         self.images = torch.from_numpy(np.concatenate(images))
         self.targets = np.concatenate(targets)
-        self.labels = self.names()
-        if self.targets.max() >= len(self.labels):
-            raise UserError(f"label {self.targets.max()} out of range (0..{len(self.labels) - 1})"
-                            , file=self._files[-1][1])
         n_test = len(images[-1])
         n_train = len(self.targets) - n_test
         test = np.arange(n_train, n_train + n_test, dtype=np.int64)

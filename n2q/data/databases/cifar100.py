@@ -15,8 +15,12 @@ class CIFAR100Database(CIFARDatabase):
     DEFAULT_PATH = "cifar-100-binary"
     INSTALL = "cifar-100"
 
+    @property
+    def coarse(self) -> bool:
+        """UseCoarse=1: the 20 superclasses (first label byte) instead of the 100 classes."""
+        return self.section.bool("UseCoarse", False)
+
     def label_column(self) -> int:
-        self.coarse = self.section.bool("UseCoarse", False)
         return 0 if self.coarse else 1
 
     def names(self) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from n2q.data.databases.base import register_database
 from n2q.data.databases.files import FileDatabase
 from n2q.data.images import IMAGE_EXTENSIONS
-from n2q.data.partition import ordered, round_half_up
+from n2q.data.partition import ordered, read_fraction, round_half_up
 from n2q.data.root import dataset_path
 
 
@@ -96,12 +96,10 @@ class DIRDatabase(FileDatabase):
         if not per_label:
             self._absolute(sec, ordered(np.arange(len(self.files)), rand, self.seed, 4))
             return
-        learn = sec.float("Learn")
-        validation = sec.float("Validation", 0.0)
-        test = sec.float("Test", max(0.0, 1.0 - learn - validation))
-        for key, v in (("Learn", learn), ("Validation", validation), ("Test", test)):
-            if not 0.0 <= v <= 1.0:
-                raise sec.error(key, f"{v} is not a fraction in [0, 1] (PerLabelPartitioning=1)")
+        note = " (PerLabelPartitioning=1)"
+        learn = read_fraction(sec, "Learn", note=note)
+        validation = read_fraction(sec, "Validation", 0.0, note)
+        test = read_fraction(sec, "Test", max(0.0, 1.0 - learn - validation), note)
         if learn + validation + test > 1.0 + 1e-9:
             raise sec.error("Test", f"Learn + Validation + Test = {learn + validation + test} "
                             "exceeds 1")

@@ -14,7 +14,7 @@ import numpy as np
 from n2q.data.databases.base import register_database
 from n2q.data.databases.files import FileDatabase
 from n2q.data.images import IMAGE_EXTENSIONS
-from n2q.data.partition import ordered, split_fractions
+from n2q.data.partition import ordered, read_fraction, split_fractions
 from n2q.data.root import dataset_path
 from n2q.errors import UserError
 
@@ -25,9 +25,7 @@ class ILSVRC2012Database(FileDatabase):
 
     def load_index(self) -> None:
         sec = self.section
-        learn = sec.float("Learn")
-        if not 0.0 <= learn <= 1.0:
-            raise sec.error("Learn", f"{learn} is not a fraction in [0, 1]")
+        learn = read_fraction(sec, "Learn")
         use_val_for_test = sec.bool("UseValidationForTest", True)
         background = sec.bool("BackgroundClass", False)
         self.path = dataset_path(sec, "DataPath", "ILSVRC2012")

@@ -7,7 +7,7 @@ import torch
 
 from n2q.data.databases.base import Database, register_database
 from n2q.data.databases.idx import find_idx, read_idx
-from n2q.data.partition import ordered, split_fractions
+from n2q.data.partition import ordered, read_fraction, split_fractions
 from n2q.data.root import dataset_path
 from n2q.errors import UserError
 
@@ -23,9 +23,7 @@ class MNISTDatabase(Database):
     def load_index(self) -> None:
         sec = self.section
         self.path = dataset_path(sec, "DataPath", "mnist")
-        validation = sec.float("Validation", 0.0)
-        if not 0.0 <= validation <= 1.0:
-            raise sec.error("Validation", f"{validation} is not a fraction in [0, 1]")
+        validation = read_fraction(sec, "Validation", 0.0)
         images, targets, self._names = [], [], []
         for img_name, lbl_name in _FILES.values():
             img_path = find_idx(self.path, img_name)
@@ -40,14 +38,14 @@ class MNISTDatabase(Database):
             if len(imgs) != len(lbls):
                 raise UserError(f"{len(lbls)} labels for {len(imgs)} images in "
                                 f"{img_path.name}", file=lbl_path)
+            if lbls.size and (lbls.min() < 0 or lbls.max() > 9):
+                raise UserError("labels outside 0..9: not an MNIST label file", file=lbl_path)
             images.append(imgs)
             targets.append(lbls.astype(np.int64))
             # N2D2 names an IDX stimulus after its file and index
             self._names.append((len(imgs), str(self.path / img_name)))
         self.images = torch.from_numpy(np.concatenate(images)).unsqueeze(1)  # uint8 [N, 1, H, W]
         self.targets = np.concatenate(targets)
-        if self.targets.size and (self.targets.min() < 0 or self.targets.max() > 9):
-            raise UserError("labels outside 0..9", file=lbl_path)
         self.labels = [str(i) for i in range(10)]
         n_train = len(images[0])
         train = ordered(np.arange(n_train), self.random_partitioning, self.seed, 1)

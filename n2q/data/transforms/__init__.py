@@ -20,8 +20,12 @@ Decoding does use ``torchvision.io`` (libjpeg-turbo / libpng), see images.py.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from n2q.data.transforms.base import TRANSFORMATIONS, Transformation, register_transformation
+
+if TYPE_CHECKING:
+    from n2q.config import Section
 
 _MODULES = ("colorspace", "range_affine", "rescale", "padcrop", "slice_extraction",
             "random_resize_crop", "flip", "normalize", "channel_extraction", "distortion")
@@ -36,7 +40,7 @@ def load_all() -> dict[str, type[Transformation]]:
     return TRANSFORMATIONS
 
 
-def make_transformation(sec, extra_keys: tuple[str, ...] = ()) -> Transformation:
+def make_transformation(sec: Section, extra_keys: tuple[str, ...] = ()) -> Transformation:
     """The transformation of section ``sec`` (strict keys, did-you-mean on unknown ones)."""
     types = load_all()
     kind = sec.enum("Type", sorted(types))

@@ -12,20 +12,20 @@ outputs float (``FLOAT_OUTPUT``: RangeAffine, Normalize).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
+
+from n2q.registry import registrar
+
+if TYPE_CHECKING:
+    from n2q.config import Section
 
 TRANSFORMATIONS: dict[str, type[Transformation]] = {}
 
 
-def register_transformation(name: str) -> Callable[[type[Transformation]], type[Transformation]]:
-    def deco(cls: type[Transformation]) -> type[Transformation]:
-        cls.TYPE = name
-        TRANSFORMATIONS[name] = cls
-        return cls
-
-    return deco
+# ``@register_transformation("Name")``: the class ``Type=Name`` selects (its ``TYPE`` = "Name")
+register_transformation = registrar(TRANSFORMATIONS, "TYPE")
 
 
 class Transformation:
@@ -33,12 +33,12 @@ class Transformation:
     KEYS: tuple[str, ...] = ()
     FLOAT_OUTPUT = False
 
-    def __init__(self, section) -> None:
+    def __init__(self, section: Section) -> None:
         self.section = section
         self.random = False  # set by configure() when a key asks for random draws
         self.configure(section)
 
-    def configure(self, sec) -> None:
+    def configure(self, sec: Section) -> None:
         """Read and validate this type's keys."""
 
     def __call__(self, x: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
@@ -59,7 +59,7 @@ def like(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.to(x.dtype) if y.dtype != x.dtype else y
 
 
-def per_channel(sec, key: str, values: list[float], channels: int) -> torch.Tensor:
+def per_channel(sec: Section, key: str, values: list[float], channels: int) -> torch.Tensor:
     """One value, or one per channel, shaped [C, 1, 1] for broadcasting."""
     if len(values) == 1:
         values = values * channels
@@ -67,6 +67,15 @@ def per_channel(sec, key: str, values: list[float], channels: int) -> torch.Tens
         raise sec.error(key, f"{len(values)} values for a stimulus of {channels} channels: "
                         "give one value or one per channel")
     return torch.tensor(values, dtype=torch.float32).view(channels, 1, 1)
+
+
+def output_size(sec: Section) -> tuple[int, int]:
+    """The section's ``Width`` and ``Height`` keys (output size in pixels), both positive."""
+    width, height = sec.int("Width"), sec.int("Height")
+    for key, v in (("Width", width), ("Height", height)):
+        if v <= 0:
+            raise sec.error(key, f"{v} must be a positive number of pixels")
+    return width, height
 
 
 def uniform(rng: torch.Generator | None, low: float, high: float) -> float:

@@ -15,6 +15,7 @@ import torch
 
 from n2q.data.transforms.base import (
     Transformation,
+    output_size,
     randint_inclusive,
     register_transformation,
     uniform,
@@ -27,11 +28,7 @@ class RandomResizeCrop(Transformation):
     KEYS = ("Width", "Height", "ScaleMin", "ScaleMax", "RatioMin", "RatioMax")
 
     def configure(self, sec) -> None:
-        self.width = sec.int("Width")
-        self.height = sec.int("Height")
-        for key, v in (("Width", self.width), ("Height", self.height)):
-            if v <= 0:
-                raise sec.error(key, f"{v} must be a positive number of pixels")
+        self.width, self.height = output_size(sec)
         self.scale = (sec.float("ScaleMin", 1.0), sec.float("ScaleMax", 1.0))
         self.ratio = (sec.float("RatioMin", 1.0), sec.float("RatioMax", 1.0))
         if not 0 < self.scale[0] <= self.scale[1]:

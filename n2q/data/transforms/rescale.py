@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from n2q.data.transforms.base import Transformation, register_transformation
+from n2q.data.transforms.base import Transformation, output_size, register_transformation
 from n2q.data.transforms.resize import resize
 
 
@@ -13,11 +13,7 @@ class Rescale(Transformation):
     KEYS = ("Width", "Height", "KeepAspectRatio", "ResizeToFit")
 
     def configure(self, sec) -> None:
-        self.width = sec.int("Width")
-        self.height = sec.int("Height")
-        for key, v in (("Width", self.width), ("Height", self.height)):
-            if v <= 0:
-                raise sec.error(key, f"{v} must be a positive number of pixels")
+        self.width, self.height = output_size(sec)
         self.keep_aspect = sec.bool("KeepAspectRatio", False)
         self.resize_to_fit = sec.bool("ResizeToFit", True)
 

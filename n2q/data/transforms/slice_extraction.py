@@ -16,6 +16,7 @@ import torch
 from n2q.data.transforms.base import (
     Transformation,
     like,
+    output_size,
     randint_inclusive,
     register_transformation,
     uniform,
@@ -31,11 +32,7 @@ class SliceExtraction(Transformation):
             "AllowPadding", "BorderType", "BorderValue")
 
     def configure(self, sec) -> None:
-        self.width = sec.int("Width")
-        self.height = sec.int("Height")
-        for key, v in (("Width", self.width), ("Height", self.height)):
-            if v <= 0:
-                raise sec.error(key, f"{v} must be a positive number of pixels")
+        self.width, self.height = output_size(sec)
         self.offset_x = sec.int("OffsetX", 0)
         self.offset_y = sec.int("OffsetY", 0)
         self.random_x = sec.bool("RandomOffsetX", False)
