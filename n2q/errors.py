@@ -66,6 +66,7 @@ def notice(message: str) -> None:
 
 
 def warning(message: str) -> None:
+    """Print a line about something n2q did differently from what was written, to stderr."""
     import sys
 
     print(f"Warning: {message}", file=sys.stderr)

@@ -90,6 +90,11 @@ def test_origins_follow_loops_and_conditions() -> None:
     ("a\n\n{% if A exists %}x", 3, r"template: missing \{% endif %\} before the end"),
     ("{% for I in range(2) %}x", 1, r"template: missing \{% endfor %\}"),
     ("{% set X %}x", 1, r"template: missing \{% endset %\}"),
+    ("{% block B %}x", 1, r"template: missing \{% endblock %\}"),
+    ("{% set X Y %}x{% endset %}", 1, r"template: bad \{% set X Y %\}: write "
+                                       r"\{% set VAR %\}value\{% endset %\}"),
+    ("{% block %}x{% endblock %}", 1, r"template: bad \{% block %\}: write "
+                                      r"\{% block VAR %\}\.\.\.\{% endblock %\}"),
     ("x\n{% endif %}", 2, r"template: \{% endif %\} without a matching opening control"),
     ("{% else %}", 1, r"template: \{% else %\} without a matching"),
     ("{% frobnicate %}", 1, r"template: unknown control \{% frobnicate %\}: valid are if"),

@@ -662,6 +662,22 @@ Mapping.Size=1
     ("[x]\nInput=sp\nType=Reshape\nDims=5 5\n", r"\[x\] Dims: Dims 5 5 1 hold 25 values, the "
      r"input has 192"),
     ("[x]\nInput=\nType=Fc\nNbOutputs=2\n", r"\[x\] Input: is empty"),
+    # shape-preserving cells (Cell.from_section + section_args): each error at its key
+    ("[x]\nInput=sp\nType=Scaling\nFactor=1 2\n",
+     r"\[x\] Factor: give 1 factor or 3 \(one per channel\), got 2$"),
+    ("[x]\nInput=sp\nType=BatchNorm\nEpsilon=0\n", r"\[x\] Epsilon: must be > 0, got 0.0$"),
+    ("[x]\nInput=sp\nType=BatchNorm\nMovingAverageMomentum=2\n",
+     r"\[x\] MovingAverageMomentum: must be in \[0, 1\], got 2.0$"),
+    ("[x]\nInput=sp\nType=Resize\nOutputHeight=0\nOutputWidth=4\nMode=Bilinear\n",
+     r"\[x\] OutputHeight: must be > 0, got 0$"),
+    ("[x]\nInput=sp\nType=Softmax\nNbOutputs=4\n",
+     r"\[x\] NbOutputs: is 4 but the input has 3 channels: set NbOutputs=3$"),
+    ("[x]\nInput=sp\nType=Activation\nNbOutputs=2\nActivationFunction=Rectifier\n",
+     r"\[x\] NbOutputs: is 2 but the input has 3 channels"),
+    ("[x]\nInput=sp\nType=Padding\nTopPadding=-4\nBottomPadding=-4\n",
+     r"\[x\] the output of x would be empty \(width x height: input 8x8, output 8x0\)"),
+    ("[x]\nInput=sp\nType=Dropout\nDropoutRate=0.5\n",
+     r"\[x\] DropoutRate: unknown key for a Dropout cell"),
 ])
 def test_located_errors(tmp_path, body, message):
     target = "x"

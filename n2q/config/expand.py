@@ -176,7 +176,7 @@ _FUNCS = {"int": int, "float": float, "round": round, "min": min, "max": max, "a
 
 
 class _Refused(Exception):
-    pass
+    """An expression the safe evaluator does not compute (the caller names the value)."""
 
 
 def _check_size(op: ast.operator, left: object, right: object) -> None:

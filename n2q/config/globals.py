@@ -2,7 +2,9 @@
 
 ``DefaultModel`` names N2D2's simulation back-end (``Frame``, ``Frame_CUDA``, ``Transcode``...):
 n2q maps ``*_CUDA`` to "use the GPU when there is one", the rest to the CPU, and never fails on
-it, except for spiking models, which n2q does not simulate.
+it, except for spiking models, which n2q does not simulate. ``CheckWeightRange`` is read (a
+boolean, checked) but changes nothing: N2D2 applies it to the static synapses of its spiking
+simulation (``Synapse_Static``), never to frame-based cells.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class GlobalSettings:
     use_gpu: bool = False  # True for *_CUDA models: use the GPU when there is one
     dtype: str = "float32"  # torch dtype name
     insert_batchnorm_after_conv: bool = False
-    check_weight_range: bool = True
+    check_weight_range: bool = True  # N2D2: spiking synapses only; no effect in n2q
 
 
 def read_globals(cfg: Config) -> GlobalSettings:

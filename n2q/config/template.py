@@ -187,20 +187,22 @@ class _Parser:
         return [node]
 
     def _set(self, words: list[str], inner: str, line: int) -> list[_Node]:
-        if len(words) != 2:
-            raise self.fail(f"bad {{% {inner.strip()} %}}: write "
-                            "{% set VAR %}value{% endset %}", line)
-        node = _Set(self.file, line, words[1])
-        node.body, _, _ = self.parse(("endset",))
-        return [node]
+        return [self._named_body(_Set, words, inner, line, "value")]
 
     def _block(self, words: list[str], inner: str, line: int) -> list[_Node]:
+        return [self._named_body(_Block, words, inner, line, "...")]
+
+    def _named_body(self, kind: type[_Set | _Block], words: list[str], inner: str, line: int,
+                    body_hint: str) -> _Set | _Block:
+        """``{% set VAR %}`` / ``{% block VAR %}``: one name, then a body up to the matching
+        ``{% endset %}`` / ``{% endblock %}``."""
+        control = words[0]
         if len(words) != 2:
             raise self.fail(f"bad {{% {inner.strip()} %}}: write "
-                            "{% block VAR %}...{% endblock %}", line)
-        node = _Block(self.file, line, words[1])
-        node.body, _, _ = self.parse(("endblock",))
-        return [node]
+                            f"{{% {control} VAR %}}{body_hint}{{% end{control} %}}", line)
+        node = kind(self.file, line, words[1])
+        node.body, _, _ = self.parse((f"end{control}",))
+        return node
 
     def _include(self, words: list[str], inner: str, line: int) -> list[_Node]:
         if len(words) != 2:

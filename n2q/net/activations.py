@@ -6,6 +6,7 @@ the option keys it reads in ``KEYS`` (key suffix -> constructor argument, defaul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -18,7 +19,9 @@ from n2q.net.base import check_sub_options
 ACTIVATIONS: dict[str, type[Activation]] = {}
 
 
-def register_activation(name: str):
+def register_activation(name: str) -> Callable[[type[Activation]], type[Activation]]:
+    """Class decorator: make ``ActivationFunction=<name>`` build this module."""
+
     def deco(cls: type[Activation]) -> type[Activation]:
         cls.name = name
         ACTIVATIONS[name] = cls
@@ -28,6 +31,8 @@ def register_activation(name: str):
 
 
 class Activation(nn.Module):
+    """An elementwise activation; its constructor takes the ``KEYS`` arguments."""
+
     name: ClassVar[str] = ""
     # option suffix (after "ActivationFunction.") -> (constructor argument, default)
     KEYS: ClassVar[dict[str, tuple[str, float]]] = {}

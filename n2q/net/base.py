@@ -115,10 +115,22 @@ class Cell(nn.Module):
     @classmethod
     def from_section(cls, section: Section, name: str, inputs: Sequence[str],
                      in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> Cell:  # pragma: no cover - abstract
+                     ) -> Cell:
         """Build from an INI section. ``in_shape``: the (concatenated) input shape;
-        ``input_shapes``: one shape per input (default: ``[in_shape]``)."""
-        raise NotImplementedError
+        ``input_shapes``: one shape per input (default: ``[in_shape]``).
+
+        This default serves the shape-preserving cells (NbOutputs, when given, must equal the
+        input channels): strict keys, then the constructor with :meth:`section_args`. Cells
+        that read NbOutputs or several input shapes override it."""
+        cls.check_section_keys(section)
+        nb_outputs(section, in_shape[0])
+        return cls(name, inputs, in_shape, **cls.section_args(section, in_shape))
+
+    @classmethod
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
+        """The constructor's keyword arguments beyond name, inputs and in_shape, read (and
+        checked, errors located at their key) from the section."""
+        return {}
 
     @classmethod
     def check_section_keys(cls, section: Section) -> None:

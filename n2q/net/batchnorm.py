@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 
 from n2q.config import Section
 from n2q.net.activations import make_activation
-from n2q.net.base import Cell, Shape, nb_outputs, register_cell
+from n2q.net.base import Cell, Shape, register_cell
 
 
 @register_cell("BatchNorm")
@@ -41,16 +42,11 @@ class BatchNormCell(Cell):
                             self.training, self.momentum, self.eps)
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> BatchNormCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
         eps = section.float("Epsilon", 1e-5)
         momentum = section.float("MovingAverageMomentum", 0.1)
         if eps <= 0:
             raise section.error("Epsilon", f"must be > 0, got {eps}")
         if not 0.0 <= momentum <= 1.0:
             raise section.error("MovingAverageMomentum", f"must be in [0, 1], got {momentum}")
-        return cls(name, inputs, in_shape, eps=eps, momentum=momentum,
-                   activation=make_activation(section))
+        return {"eps": eps, "momentum": momentum, "activation": make_activation(section)}

@@ -8,6 +8,7 @@ global generator (seeded by the run), in bulk.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -19,7 +20,9 @@ FILLERS: dict[str, type[Filler]] = {}
 VARIANCE_NORMS = ("FanIn", "Average", "FanOut")
 
 
-def register_filler(name: str):
+def register_filler(name: str) -> Callable[[type[Filler]], type[Filler]]:
+    """Class decorator: make ``WeightsFiller=<name>`` / ``BiasFiller=<name>`` use this class."""
+
     def deco(cls: type[Filler]) -> type[Filler]:
         cls.name = name
         FILLERS[name] = cls
@@ -29,6 +32,8 @@ def register_filler(name: str):
 
 
 class Filler:
+    """Initialises a weight or bias tensor in place from its cell's fans."""
+
     name: ClassVar[str] = ""
     # option suffix -> (constructor argument, default, kind: "float" | enum tuple)
     KEYS: ClassVar[dict[str, tuple[str, object, object]]] = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from n2q.config import Section
 from n2q.net.activations import make_activation
@@ -32,16 +32,12 @@ class DropoutCell(Cell):
         return F.dropout(x, self.p, self.training) if self.p > 0 else x
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> DropoutCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
         p = section.float("Dropout", 0.5)
         if not 0.0 <= p < 1.0:
             raise section.error("Dropout", f"the dropping probability must be in [0, 1), "
                                 f"got {p}")
-        return cls(name, inputs, in_shape, p)
+        return {"p": p}
 
 
 @register_cell("Softmax")
@@ -60,12 +56,8 @@ class SoftmaxCell(Cell):
         return torch.softmax(x, dim=1)
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> SoftmaxCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
-        return cls(name, inputs, in_shape, bool(section.bool("WithLoss", False)))
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
+        return {"with_loss": bool(section.bool("WithLoss", False))}
 
 
 @register_cell("Padding")
@@ -88,14 +80,9 @@ class PaddingCell(Cell):
         return F.pad(x, self.pads)
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> PaddingCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
-        return cls(name, inputs, in_shape,
-                   *(section.int(f"{side}Padding", 0)
-                     for side in ("Top", "Bottom", "Left", "Right")))
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
+        return {side.lower(): section.int(f"{side}Padding", 0)
+                for side in ("Top", "Bottom", "Left", "Right")}
 
 
 RESIZE_MODES = ("Bilinear", "BilinearTF", "NearestNeighbor")
@@ -158,17 +145,13 @@ class ResizeCell(Cell):
         return x
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> ResizeCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
         height, width = section.int("OutputHeight"), section.int("OutputWidth")
         for key, v in (("OutputHeight", height), ("OutputWidth", width)):
             if v <= 0:
                 raise section.error(key, f"must be > 0, got {v}")
-        return cls(name, inputs, in_shape, height, width, section.enum("Mode", RESIZE_MODES),
-                   bool(section.bool("AlignCorners", False)))
+        return {"height": height, "width": width, "mode": section.enum("Mode", RESIZE_MODES),
+                "align_corners": bool(section.bool("AlignCorners", False))}
 
 
 def _n2d2_to_shape(dims: Sequence[int], in_shape: Shape) -> Shape:
@@ -287,12 +270,14 @@ class ScalingCell(Cell):
     def from_section(cls, section: Section, name: str, inputs: Sequence[str],
                      in_shape: Shape, input_shapes: Sequence[Shape] | None = None
                      ) -> ScalingCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
-        try:
-            return cls(name, inputs, in_shape, section.floats("Factor"))
+        try:  # the constructor checks the number of factors against the channels
+            return super().from_section(section, name, inputs, in_shape, input_shapes)
         except ValueError as e:
             raise section.error("Factor", str(e)) from None
+
+    @classmethod
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
+        return {"factor": section.floats("Factor")}
 
 
 @register_cell("Activation")
@@ -306,10 +291,5 @@ class ActivationCell(Cell):
         return x
 
     @classmethod
-    def from_section(cls, section: Section, name: str, inputs: Sequence[str],
-                     in_shape: Shape, input_shapes: Sequence[Shape] | None = None
-                     ) -> ActivationCell:
-        cls.check_section_keys(section)
-        nb_outputs(section, in_shape[0])
-        act: nn.Module = make_activation(section)
-        return cls(name, inputs, in_shape, act)
+    def section_args(cls, section: Section, in_shape: Shape) -> dict[str, Any]:
+        return {"activation": make_activation(section)}
