@@ -72,30 +72,32 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "run reloaded first)"),
     OptionSpec("-w", "w", "str", "load a weights folder first (missing files: notice; "
                "-w /dev/null loads nothing)", "DIR"),
-    OptionSpec("-w-ignore", "w_ignore", "flag", "tolerate missing files when reloading the best "
-               "weights"),
+    OptionSpec("-w-ignore", "w_ignore", "flag", "with -test: tolerate missing files when "
+               "reloading the best weights"),
     OptionSpec("-l", "l", "str", "load a full saved state (net_state/...) and resume", "DIR"),
-    OptionSpec("-seed", "seed", "int", "random seed, 0 = time based (written to seed.dat)", "N"),
+    OptionSpec("-seed", "seed", "int", "random seed (written to seed.dat); 0 = time based, or "
+               "seed.dat's for a run that does not learn", "N"),
     OptionSpec("-dev", "dev", "dev", "device: GPU index, cpu or cuda:N (not given: the GPU for "
                "DefaultModel=*_CUDA when there is one, else the CPU)", "D"),
     OptionSpec("-qat-sat", "qat_sat", "flag", "with -test: fuse BatchNorm and SAT quantizers into "
                "an integer-only network before testing"),
-    OptionSpec("-fuse", "fuse", "flag", "fold BatchNorm into the preceding Conv (float) before "
-               "testing"),
+    OptionSpec("-fuse", "fuse", "flag", "with -test: fold BatchNorm into the preceding Conv "
+               "(float) before testing"),
     OptionSpec("-export", "export", "str", "export the network: not supported yet (N2D2's "
                "types: " + ", ".join(EXPORT_TYPES) + ")", "T"),
     OptionSpec("-find-lr", "find_lr", "int", "learning-rate range test over N stimuli (1e-6 to "
                "10), writes find_lr_<target>.dat + .png and exits", "N"),
     OptionSpec("-bench", "bench", "flag", "write timings of learning (timings/)"),
-    OptionSpec("-nb-test", "nb_test", "int", "test on the first N test stimuli only (0 = all)",
+    OptionSpec("-nb-test", "nb_test", "int", "with -test: the first N test stimuli only (0 = all)",
                "N"),
-    OptionSpec("-test-index", "test_index", "int", "test one stimulus, index I of Test "
+    OptionSpec("-test-index", "test_index", "int", "with -test: one stimulus, index I of Test "
                "(-1 = all)", "I"),
     OptionSpec("-learn-stdp", "", "refused", "spiking (STDP) learning: not supported by n2q",
                "N"),
     OptionSpec("--debug", "debug", "flag", "print tracebacks of user errors too"),
 )
 _BY_NAME = {spec.name: spec for spec in OPTION_SPECS}
+TEST_ONLY = frozenset({"-qat-sat", "-fuse", "-nb-test", "-test-index", "-w-ignore"})
 _HELP_NAMES = ("-h", "--help", "-help")
 
 
@@ -198,10 +200,33 @@ def _check_consistency(options: Options) -> None:
         raise UserError("option -log must be >= 1")
     if options.report < 1:
         raise UserError("option -report must be >= 1")
-    if options.qat_sat and not options.test:
-        raise UserError("-qat-sat fuses the network for testing: add -test")
     if options.w and options.l:
         raise UserError("-w and -l are exclusive: -l already loads the weights of the state")
+    if options.test_index < -1:
+        raise UserError(f"option -test-index expects an index >= 0 (or -1 = all), got "
+                        f"{options.test_index}")
+    given = {word.split(" ", 1)[0] for word in options.given}
+    for name in sorted(TEST_ONLY & given):
+        if not options.test:
+            raise UserError(f"{name} acts on the test phase: add -test")
+    if options.find_lr and (options.learn or options.learn_epoch or options.test):
+        raise UserError("-find-lr exits after the range test: learn or test in another command")
+    if options.nb_test and options.test_index >= 0:
+        raise UserError("-nb-test and -test-index are exclusive: test N stimuli or one")
+    _notice_idle(options, given)
+
+
+def _notice_idle(options: Options, given: set[str]) -> None:
+    """Learning options that no phase of this command reads (N2D2 scripts may hold them)."""
+    from n2q.errors import notice
+
+    learning = bool(options.learn or options.learn_epoch)
+    idle = {"-log": (not options.learn, "-learn"),
+            "-log-epoch": (not options.learn_epoch, "-learn-epoch"),
+            "-bench": (not learning, "-learn or -learn-epoch")}
+    for name, (is_idle, needed) in idle.items():
+        if is_idle and name in given:
+            notice(f"{name} is ignored without {needed}")
 
 
 def describe(options: Options) -> list[str]:

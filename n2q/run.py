@@ -23,7 +23,7 @@ SEED_FILE = "seed.dat"
 
 
 # ------------------------------------------------------------------------------------------------
-# the network file (INI, or ONNX through the ONNX engineer's hook)
+# the network file (INI, or ONNX: an in-memory INI holding an [onnx] section, n2q.net.onnx)
 # ------------------------------------------------------------------------------------------------
 def load_network_file(path: str) -> Any:
     """The Config of ``n2q NET.ini`` or ``n2q NET.onnx``."""
@@ -38,7 +38,7 @@ def load_network_file(path: str) -> Any:
 
 
 def onnx_file_config(file: Path) -> Any:
-    """HOOK for ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
+    """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
     from n2q.net.onnx import config_for_onnx_file
 
@@ -104,37 +104,42 @@ def resolve_device(spec: str, explicit: bool) -> torch.device:
 # the run
 # ------------------------------------------------------------------------------------------------
 def run(options: Options) -> None:
+    """The phases of one command: prepare, then find-lr (exits) or learn and/or test."""
     from n2q.cli import describe
 
     start = time.perf_counter()
-    workdir = Path(".")
     for line in describe(options):
         print(line)
     check_export(options.export)
+    ctx, state = prepare(options, Path("."))
+    if options.find_lr:
+        run_find_lr(ctx, options)
+        return
+    learned = bool(options.learn or options.learn_epoch)
+    best_folder = run_learning(ctx, options, state) if learned else None
+    if options.test:
+        run_test(ctx, options, best_folder, learned)
+    print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
+
+
+def prepare(options: Options, workdir: Path) -> tuple[Any, dict[str, Any] | None]:
+    """Network file, seed, data, network, -w / -l weights; then seed.dat and the graph.
+
+    Those files are written only once the INI, the data and the weights to load are known
+    good: a bad input leaves nothing behind. Returns the context and the -l state."""
     print(f"Loading network configuration file {options.network}")
     cfg = load_network_file(options.network)
-    state = peek_state(options.l) if options.l else None
+    state = read_saved_state(options.l) if options.l else None
     saved_seed = int(state["progress"]["seed"]) if state and "progress" in state else None
     seed, from_file = choose_seed(options, saved_seed, workdir)
     seed_everything(seed)
     ctx = build_context(cfg, options, seed, workdir)
     load_initial_weights(ctx, options, state)
     check_test_index(ctx, options)
-    # written once the INI, the data and the weights to load are known good: a bad input
-    # leaves nothing behind
     if not from_file:
         (workdir / SEED_FILE).write_text(str(seed))
     write_run_files(ctx)
-    if options.find_lr:
-        run_find_lr(ctx, options)
-        return
-    best_folder = None
-    learned = bool(options.learn or options.learn_epoch)
-    if learned:
-        best_folder = run_learning(ctx, options, state)
-    if options.test:
-        run_test(ctx, options, best_folder, learned)
-    print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
+    return ctx, state
 
 
 def check_export(kind: str | None) -> None:
@@ -151,8 +156,9 @@ def check_export(kind: str | None) -> None:
                        "; only ONNX export is planned"))
 
 
-def peek_state(folder: str) -> dict[str, Any]:
-    """The whole saved state of -l (loaded once; applied piece by piece later)."""
+def read_saved_state(folder: str) -> dict[str, Any]:
+    """The whole saved state of -l (read once; the network, solver, progress and RNG parts are
+    applied by the phases that need them)."""
     from n2q.io.state import load_state
 
     state = load_state(folder, restore_rng=False)
@@ -162,7 +168,7 @@ def peek_state(folder: str) -> dict[str, Any]:
 
 
 def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
-    """Network, data, targets, graph; prints the partition sizes and the summary.
+    """Network, data, targets, device; prints the partition sizes and the summary.
 
     The network is built (and its solver keys checked) from the provider's size alone, before
     the data base loads: a mistake in a layer section shows at once, even for ImageNet."""
@@ -235,10 +241,10 @@ def load_initial_weights(ctx: Any, options: Options, state: dict[str, Any] | Non
     if options.w:
         from n2q.io.weights import load_weights
 
-        if options.w != "/dev/null":
+        if options.w != "/dev/null":  # N2D2's way of saying "no weights"
+            if not Path(options.w).is_dir():
+                raise UserError(f"-w {options.w}: no such weights folder")
             print(f"Importing weights from directory '{options.w}'.")
-        if options.w != "/dev/null" and not Path(options.w).is_dir():
-            raise UserError(f"-w {options.w}: no such weights folder")
         load_weights(ctx.net, options.w, strict_missing=False)
     if state is not None:
         print(f"Loading the saved state '{options.l}'.")
@@ -255,31 +261,36 @@ def load_matching(target: Any, saved: dict[str, Any], folder: str, what: str) ->
                         f"(was it saved by another INI?): {first}") from error
 
 
+def require_learn(ctx: Any, phase: str) -> None:
+    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
+        raise UserError(f"{phase}: the Learn partition is empty, nothing to learn from",
+                        file=ctx.cfg.path)
+
+
 def run_find_lr(ctx: Any, options: Options) -> None:
     from n2q.train.loop import find_lr
     from n2q.train.solvers import make_optimizer
 
-    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
-        raise UserError("-find-lr: the Learn partition is empty", file=ctx.cfg.path)
+    require_learn(ctx, "-find-lr")
     optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
     find_lr(ctx, optimizer, options.find_lr)
 
 
 def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Path | None:
+    """-learn / -learn-epoch, resumed from the -l state; returns the best weights' folder."""
     from n2q.io.state import restore_rng_states
     from n2q.io.weights import save_weights
     from n2q.train.loop import Learner, LearnPlan
     from n2q.train.solvers import make_optimizer
 
-    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
-        raise UserError("the Learn partition is empty: nothing to learn from",
-                        file=ctx.cfg.path)
+    require_learn(ctx, "-learn-epoch" if options.learn_epoch else "-learn")
     optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
     plan = LearnPlan(epochs=options.learn_epoch, stimuli=options.learn,
                      log_epoch=options.log_epoch, log=options.log)
     learner = Learner(ctx, optimizer, plan)
     if state is not None:
         load_matching(optimizer, state["optimizer"], options.l, "solver")
+        resume_metric(ctx, options, state["progress"].get("metric"))
         learner.restore(state["progress"])
         restore_rng_states(state["rng"])
         print(f"Resuming after {learner.epoch} epoch(s), {learner.stimuli} stimuli")
@@ -289,19 +300,26 @@ def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Pa
     return learner.run()
 
 
+def resume_metric(ctx: Any, options: Options, saved: str | None) -> None:
+    """The best score of a saved state is in its -valid-metric: a resumed run keeps it."""
+    if saved is None or saved == ctx.metric:
+        return
+    if any(g.startswith("-valid-metric") for g in options.given):
+        raise UserError(f"-valid-metric {ctx.metric}: the state {options.l} picks its best "
+                        f"model by {saved}; resume with -valid-metric {saved}")
+    notice(f"-l {options.l}: validating with {saved}, the metric of the saved state")
+    ctx.metric = saved
+
+
 def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool) -> None:
+    """-test: reload the best weights, -fuse / -qat-sat, score Test, write the reports."""
     from n2q.io.weights import load_weights
-    from n2q.train.loop import evaluate, fold_batchnorm, test_block, write_partition_reports
+    from n2q.train.loop import evaluate, fold_batchnorm
 
     if ctx.sp.partition_sizes().get("Test", 0) == 0:
         notice("the Test partition is empty: nothing to test")
         return
-    folder = best_folder
-    if folder is None and not learned and not options.w and not options.l:
-        folder = next((ctx.workdir / f for f in ("weights_validation", "weights")
-                       if (ctx.workdir / f).is_dir()), None)
-        if folder is None:
-            notice("testing the initial weights: no -w, no -l and no weights folder here")
+    folder = best_folder if learned else weights_to_test(ctx, options)
     if folder is not None:
         print(f"Importing weights from directory '{folder.name}'.")
         load_weights(ctx.net, folder, strict_missing=not options.w_ignore)
@@ -311,9 +329,30 @@ def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool
             print(f"-fuse: {line}")
     if options.qat_sat:
         model = fuse_for_test(ctx)
+    limit = options.nb_test or None
     indices = [options.test_index] if options.test_index >= 0 else None
-    results = evaluate(ctx, "Test", net=model, limit=options.nb_test or None, indices=indices,
-                       desc="Test")
+    results = evaluate(ctx, "Test", net=model, limit=limit, indices=indices, desc="Test")
+    report_test(ctx, results)
+    if options.qat_sat:
+        print(compare_fused(ctx, model, limit=limit, indices=indices))
+
+
+def weights_to_test(ctx: Any, options: Options) -> Path | None:
+    """Without learning: the weights of -w / -l are already loaded; else the folder a
+    previous learning run left here (weights_validation/, then weights/)."""
+    if options.w or options.l:
+        return None
+    folder = next((ctx.workdir / f for f in ("weights_validation", "weights")
+                   if (ctx.workdir / f).is_dir()), None)
+    if folder is None:
+        notice("testing the initial weights: no -w, no -l and no weights folder here")
+    return folder
+
+
+def report_test(ctx: Any, results: dict[str, Any]) -> None:
+    """N2D2's final block per target and the target folders' test files."""
+    from n2q.train.loop import test_block, write_partition_reports
+
     for t in ctx.targets:
         score = results[t.section]
         t.report.write_success("test", score.success)
@@ -321,8 +360,6 @@ def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool
         if len(ctx.targets) > 1:
             print(f"[{t.section}]")
         print(test_block(t, score))
-    if options.qat_sat:
-        print(compare_fused(ctx, model, limit=options.nb_test or None, indices=indices))
 
 
 def fuse_for_test(ctx: Any) -> Any:

@@ -19,12 +19,14 @@ def test_every_option_reaches_its_field() -> None:
     o = parse_args(["net.ini", "-learn-epoch", "10", "-log-epoch", "2", "-report", "50",
                     "-valid-metric", "Precision", "-test", "-w", "w_dir", "-w-ignore",
                     "-seed", "4", "-dev", "cuda:1", "-fuse", "-bench", "-nb-test", "7",
-                    "-test-index", "3", "-qat-sat", "--debug", "-find-lr", "100"])
+                    "-qat-sat", "--debug"])
     assert (o.network, o.learn_epoch, o.log_epoch, o.report, o.valid_metric) == (
         "net.ini", 10, 2, 50, "Precision")
     assert (o.test, o.w, o.w_ignore, o.seed, o.dev, o.fuse, o.bench) == (
         True, "w_dir", True, 4, "cuda:1", True, True)
-    assert (o.nb_test, o.test_index, o.qat_sat, o.debug, o.find_lr) == (7, 3, True, True, 100)
+    assert (o.nb_test, o.test_index, o.qat_sat, o.debug) == (7, -1, True, True)
+    assert parse_args(["n.ini", "-test", "-test-index", "3"]).test_index == 3
+    assert parse_args(["n.ini", "-find-lr", "100"]).find_lr == 100
     o = parse_args(["-learn=5000", "-log=100", "-l", "net_state", "-export", "ONNX", "n.ini"])
     assert (o.learn, o.log, o.l, o.export, o.network) == (5000, 100, "net_state", "ONNX", "n.ini")
 
@@ -64,11 +66,31 @@ def test_devices(dev: str, want: str) -> None:
     (["n.ini", "-qat-sat"], "add -test"),
     (["n.ini", "-test=1"], "takes no value"),
     (["n.ini", "-w", "a", "-l", "b"], "exclusive"),
+    (["n.ini", "-fuse"], "-fuse acts on the test phase: add -test"),
+    (["n.ini", "-learn", "9", "-nb-test", "5"], "-nb-test acts on the test phase: add -test"),
+    (["n.ini", "-test-index", "2"], "-test-index acts on the test phase: add -test"),
+    (["n.ini", "-w-ignore"], "-w-ignore acts on the test phase: add -test"),
+    (["n.ini", "-test", "-test-index", "-2"], "expects an index >= 0 (or -1 = all), got -2"),
+    (["n.ini", "-test", "-nb-test", "5", "-test-index", "2"], "exclusive"),
+    (["n.ini", "-find-lr", "50", "-test"], "-find-lr exits after the range test"),
+    (["n.ini", "-find-lr", "50", "-learn-epoch", "1"], "-find-lr exits after the range test"),
 ])
 def test_option_errors(argv: list[str], message: str) -> None:
     with pytest.raises(UserError) as error:
         parse_args(argv)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("argv, notices", [
+    (["n.ini", "-learn-epoch", "2", "-log", "10", "-bench"], ["-log is ignored without -learn"]),
+    (["n.ini", "-learn", "20", "-log-epoch", "2"], ["-log-epoch is ignored without -learn-epoch"]),
+    (["n.ini", "-test", "-bench"], ["-bench is ignored without -learn or -learn-epoch"]),
+    (["n.ini", "-learn", "20", "-log", "10", "-bench"], []),
+])
+def test_idle_learning_options_are_noticed(argv: list[str], notices: list[str],
+                                           capsys: pytest.CaptureFixture) -> None:
+    parse_args(argv)
+    assert capsys.readouterr().err.splitlines() == [f"Notice: {n}" for n in notices]
 
 
 def test_help_lists_every_option_with_defaults() -> None:

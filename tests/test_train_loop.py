@@ -163,8 +163,12 @@ def test_mse_target_learns(tiny: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_nb_test_test_index_and_bench(tiny: Path) -> None:
     ini = write_net(tiny)
-    assert n2q(ini, "-learn-epoch", 1, "-seed", 1, "-bench") == 0
-    assert (tiny / "timings/learning.dat").read_text().startswith("# batches")
+    assert n2q(ini, "-learn-epoch", 2, "-seed", 1, "-bench") == 0
+    # one row per epoch: 192 x 0.75 = 144 Learn stimuli = 9 batches of 16 per epoch
+    rows = np.loadtxt(tiny / "timings/learning.dat", ndmin=2)
+    assert rows[:, :2].tolist() == [[9, 144], [18, 288]]
+    assert (rows[:, 2:4] >= 0).all() and (rows[:, 4] > 0).all()
+    np.testing.assert_allclose(rows[:, 4], 144 / rows[:, 2:4].sum(axis=1), rtol=0.05)
     assert n2q(ini, "-test", "-nb-test", 10) == 0
     cm = np.loadtxt(tiny / "softmax.Target/ConfusionMatrix_test.dat", skiprows=1)
     assert cm[:, 2].sum() == 10
@@ -173,3 +177,21 @@ def test_nb_test_test_index_and_bench(tiny: Path) -> None:
     assert cm[:, 2].sum() == 1
 
 
+
+
+def test_w_ignore_tolerates_a_missing_file_of_the_reloaded_weights(
+        tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    """A test-only run reloads weights_validation/ strictly; -w-ignore keeps the cells whose
+    file is missing at their initialization (notice) and tests anyway."""
+    ini = write_net(tiny)
+    assert n2q(ini, "-learn-epoch", 1, "-seed", 3) == 0
+    (tiny / "weights_validation" / "fc2_weights.syntxt").unlink()
+    capsys.readouterr()
+    assert n2q(ini, "-test") == 2
+    err = capsys.readouterr().err
+    assert "no weights for fc2 (fc2_weights.syntxt missing); use -w-ignore" in err
+    assert n2q(ini, "-test", "-w-ignore") == 0
+    captured = capsys.readouterr()
+    assert "Notice: no weights for fc2 in weights_validation, keeping its initialization" in (
+        captured.err)
+    assert "Final recognition rate: " in captured.out

@@ -60,6 +60,24 @@ def test_test_only_reads_the_seed_back(tiny: Path, capsys: pytest.CaptureFixture
     assert (tiny / "seed.dat").read_text() == seed
 
 
+def test_resume_keeps_the_metric_of_the_state(tiny: Path, capsys: pytest.CaptureFixture) -> None:
+    """The saved best score is a Precision: the resumed run compares Precisions."""
+    ini = write_net(tiny)
+    assert n2q(ini, "-learn-epoch", 1, "-seed", 4, "-valid-metric", "Precision") == 0
+    capsys.readouterr()
+    assert n2q(ini, "-learn-epoch", 2, "-l", "net_state_validation",
+               "-valid-metric", "Accuracy") == 2
+    assert capsys.readouterr().err.strip() == (
+        "Error: -valid-metric Accuracy: the state net_state_validation picks its best model "
+        "by Precision; resume with -valid-metric Precision")
+    assert n2q(ini, "-learn-epoch", 2, "-l", "net_state_validation") == 0
+    captured = capsys.readouterr()
+    assert ("Notice: -l net_state_validation: validating with Precision, the metric of the "
+            "saved state") in captured.err
+    scores = [line for line in captured.out.splitlines() if "validation score: " in line]
+    assert len(scores) == 1 and "[Precision]" in scores[0]
+    lines = (tiny / "softmax.Target/Success_validation.dat").read_text().splitlines()
+    assert len(lines) == 2
 
 
 def test_resume_into_another_network_is_a_user_error(tiny: Path,
@@ -85,14 +103,22 @@ def test_ctrl_c_leaves_complete_folders_and_resumes(tiny: Path,
 
     ini = write_net(tiny, validation=0.0)
     command = [sys.executable, "-m", "n2q", ini, "-learn-epoch", "400", "-seed", "2"]
+    # SIGINT default in the child: a shell without job control starts background jobs with
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
     process = subprocess.Popen(command, cwd=tiny, env=dict(os.environ), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (tiny / "net_state" / "state.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # somewhere in a later epoch, possibly while saving
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 130, err[-2000:]
     assert "Interrupted" in err and "Traceback" not in err
     leftovers = [p.name for p in tiny.iterdir() if ".tmp-" in p.name or ".old-" in p.name]

@@ -284,10 +284,7 @@ class Learner:
 
     def _run_stimuli(self) -> None:
         n = self.plan.stimuli
-        size = self.ctx.sp.partition_sizes()["Learn"]
-        if size == 0:
-            raise UserError("the Learn partition is empty: nothing to learn from",
-                            file=self.ctx.cfg.path)
+        size = self.ctx.sp.partition_sizes()["Learn"]  # > 0: checked by n2q.run
         chunk = self._chunk_size()
         while self.stimuli < n:
             index = self.stimuli // chunk
@@ -465,8 +462,6 @@ FIND_LR_START, FIND_LR_END = 1e-6, 10.0
 
 def find_lr(ctx: RunContext, optimizer: Any, nb_stimuli: int) -> None:
     """Exponential lr from 1e-6 to 10 over N stimuli; loss per target -> find_lr_<cell>.dat."""
-    from n2q.io.plots import plot_curve
-
     bs = ctx.sp.batch_size
     nb_batches = max(2, math.ceil(nb_stimuli / bs))
     size = ctx.sp.partition_sizes()["Learn"]
@@ -494,15 +489,21 @@ def find_lr(ctx: RunContext, optimizer: Any, nb_stimuli: int) -> None:
         progress.close()
         optimizer.rate_override = None
     for t in ctx.targets:
-        name = f"find_lr_{t.cell}"
-        data = rows[t.cell]
-        (ctx.workdir / f"{name}.dat").write_text(
-            "# learning_rate loss\n" + "".join(f"{lr:.6g} {loss:.6g}\n" for lr, loss in data))
-        finite = [(lr, loss) for lr, loss in data if math.isfinite(loss)]
-        plot_curve(ctx.workdir / f"{name}.png", [lr for lr, _ in finite],
-                   [loss for _, loss in finite], xlabel="learning rate", ylabel="loss",
-                   title=f"learning-rate range test ({t.cell})", log_x=True)
-        print(f"[LOG] Learning-rate range test ({name}.dat, {name}.png)")
+        _write_find_lr(ctx.workdir, t.cell, rows[t.cell])
+
+
+def _write_find_lr(workdir: Path, cell: str, rows: list[tuple[float, float]]) -> None:
+    """find_lr_<cell>.dat (rows ``lr loss``, the diverged one included) and its plot."""
+    from n2q.io.plots import plot_curve
+
+    name = f"find_lr_{cell}"
+    (workdir / f"{name}.dat").write_text(
+        "# learning_rate loss\n" + "".join(f"{lr:.6g} {loss:.6g}\n" for lr, loss in rows))
+    finite = [(lr, loss) for lr, loss in rows if math.isfinite(loss)]
+    plot_curve(workdir / f"{name}.png", [lr for lr, _ in finite], [loss for _, loss in finite],
+               xlabel="learning rate", ylabel="loss",
+               title=f"learning-rate range test ({cell})", log_x=True)
+    print(f"[LOG] Learning-rate range test ({name}.dat, {name}.png)")
 
 
 # ------------------------------------------------------------------------------------------------
