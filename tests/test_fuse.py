@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fuse_helpers
 import pytest
 import torch
-import torch.nn.functional as F
+from fuse_helpers import random_stimuli
 
 from n2q.config import load_config
 from n2q.errors import UserError
 from n2q.net import build_network
 from n2q.quant.fuse import FusionCheck, fuse_sat, load_fused, save_fused
 
-RESNET_INI = """
+# The provider and the Conv template both networks below share.
+HEADER_INI = """
 [sp]
 SizeX=8
 SizeY=8
@@ -35,7 +37,9 @@ KernelDims=3 3
 Padding=1
 NoBias=1
 
-[Bn_def]
+"""
+
+RESNET_INI = HEADER_INI + """[Bn_def]
 Type=BatchNorm
 ActivationFunction=Linear
 QAct=SAT
@@ -152,23 +156,14 @@ def build(tmp_path: Path, text: str = RESNET_INI, name: str = "res.ini"):
 
 
 def stimuli(n: int, seed: int) -> torch.Tensor:
-    """Random [0, 1] images on the 1/255 grid (the fused input is round(255 x))."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, *SHAPE), generator=g).float() / 255
+    return random_stimuli(n, seed, SHAPE)
 
 
 def train_briefly(net, steps: int = 25, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    net.train()
-    for step in range(steps):
-        x = stimuli(32, 1000 + step)
-        label = torch.randint(0, 5, (32,), generator=g)
-        loss = F.cross_entropy(net(x)["softmax"].flatten(1), label)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    net.eval()
+    fuse_helpers.train_briefly(
+        net, SHAPE, "softmax", 5, steps=steps, batch=32, lr=0.05, first_seed=1000,
+        seed=seed,
+    )
 
 
 @torch.no_grad()
@@ -316,14 +311,20 @@ def test_save_and_load_round_trip(trained, tmp_path: Path) -> None:
         assert torch.equal(a[node], b[node]), node
 
 
-def test_load_refuses_non_integer_weights(trained, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "value,problem", [("2.5", "must be integers"), ("40000", "beyond the int16 range")]
+)
+def test_load_refuses_non_integer_weights(
+    trained, tmp_path: Path, value: str, problem: str
+) -> None:
     fused, _ = fuse_sat(trained)
     folder = save_fused(fused, tmp_path / "wq")
     path = folder / "conv2_weights.syntxt"
-    values = path.read_text().split("\n")
-    values[0] = values[0].replace("-", "-0.5", 1) if "-" in values[0] else "0.5 " + values[0]
-    path.write_text("\n".join(values))
-    with pytest.raises(UserError, match="conv2"):
+    lines = path.read_text().split("\n")
+    first = lines[0].split()
+    lines[0] = " ".join([value, *first[1:]])  # same count of values, one of them bad
+    path.write_text("\n".join(lines))
+    with pytest.raises(UserError, match=f"conv2_weights.syntxt: fused weights {problem}"):
         load_fused(build(tmp_path, name="again.ini"), folder)
 
 
@@ -363,23 +364,7 @@ def test_graph_without_batchnorm_and_quantizers(trained, tmp_path: Path) -> None
     assert any(p.suffix == ".png" and p.exists() for p in written)
 
 
-BRANCH_INI = """
-[sp]
-SizeX=8
-SizeY=8
-NbChannels=3
-BatchSize=16
-
-[Conv_def]
-Type=Conv
-ActivationFunction=Linear
-QWeight=SAT
-QWeight.Range=15
-KernelDims=3 3
-Padding=1
-NoBias=1
-
-[conv1] Conv_def
+BRANCH_INI = HEADER_INI + """[conv1] Conv_def
 Input=sp
 NbOutputs=6
 QWeight.Range=255

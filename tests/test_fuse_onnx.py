@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+import fuse_helpers  # noqa: E402
+from fuse_helpers import random_stimuli  # noqa: E402
 from test_onnx_quant import sat_ini  # noqa: E402
 
 from n2q.config import load_config  # noqa: E402
@@ -48,9 +49,7 @@ SUMS = [f"resnetv15_stage{s}__plus{b}" for s in STAGES for b in (0, 1)]
 
 
 def stimuli(n: int, seed: int) -> torch.Tensor:
-    """Random [0, 1] images on the 1/255 grid (the fused input is round(255 x))."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, *SHAPE), generator=g).float() / 255
+    return random_stimuli(n, seed, SHAPE)
 
 
 @torch.no_grad()
@@ -60,17 +59,9 @@ def negate_some_gammas(net) -> None:
 
 
 def train_briefly(net, steps: int = 10, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-    net.train()
-    for step in range(steps):
-        x = stimuli(16, 100 + step)
-        label = torch.randint(0, 3, (16,), generator=g)
-        loss = F.cross_entropy(net(x)["soft1"].flatten(1), label)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    net.eval()
+    fuse_helpers.train_briefly(
+        net, SHAPE, "soft1", 3, steps=steps, batch=16, lr=0.02, first_seed=100, seed=seed
+    )
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,9 @@ def _float(text: str) -> str:
     """The W4A4 network without any quantizer: ReLU after the BatchNorms again."""
     lines = [ln for ln in text.splitlines() if not re.match(r"\s*(QWeight|QAct)", ln)]
     text = "\n".join(lines) + "\n"
-    return text.replace("Type=BatchNorm\nActivationFunction=Linear",
-                        "Type=BatchNorm\nActivationFunction=Rectifier")
+    linear_bn = "Type=BatchNorm\nActivationFunction=Linear"
+    assert linear_bn in text    # else the baseline would silently lose its ReLUs
+    return text.replace(linear_bn, "Type=BatchNorm\nActivationFunction=Rectifier")
 
 
 def _lsq(text: str, bits: int | None = None) -> str:

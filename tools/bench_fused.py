@@ -150,7 +150,7 @@ def timed(
     return best, outputs
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ini", type=Path, default=None)
     parser.add_argument("-w", "--weights", type=Path, default=None)
@@ -158,24 +158,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def set_weights(net, weights: Path | None, batches: list[torch.Tensor]) -> None:
+    """Load `weights`, or (random weights) set the BatchNorm running statistics from a few
+    training-mode passes so that activations are realistic; leaves `net` in eval mode."""
+    if weights is not None:
+        from n2q.io.weights import load_weights
+
+        load_weights(net, weights, ignore_missing=False)
+    else:
+        net.train()
+        with torch.no_grad():
+            for x in batches[:5]:
+                net(x)
+    net.eval()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from n2q.quant.fuse import fuse_sat
 
     torch.manual_seed(0)
     net, batches, real = build(args.ini, args.batches, args.batch_size)
-    shape = net.input_shape
-    if args.weights is not None:
-        from n2q.io.weights import load_weights
-
-        load_weights(net, args.weights, ignore_missing=False)
-    else:
-        net.train()
-        with torch.no_grad():  # BatchNorm running statistics from data
-            for x in batches[:5]:
-                net(x)
-    net.eval()
+    set_weights(net, args.weights, batches)
     fused, float_lines = fuse_sat(net)
     target = net.targets[0].cell
     with torch.no_grad():
@@ -188,7 +197,7 @@ def main() -> None:
     )
     n = sum(len(x) for x in batches)
     print(
-        f"{n} {'test' if real else 'random'} stimuli of {'x'.join(map(str, shape))}, "
+        f"{n} {'test' if real else 'random'} stimuli of {'x'.join(map(str, net.input_shape))}, "
         f"{torch.get_num_threads()} threads; cells left float: {len(float_lines)}"
     )
     print(f"fake-quant network: {fake_s * 1000:8.1f} ms  ({n / fake_s:9.0f} stimuli/s)")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from n2q.errors import did_you_mean
 from n2q.quant.registry import (
     ACT_QUANTIZERS,
     WEIGHT_QUANTIZERS,
     ActQuantizer,
     WeightQuantizer,
-    _did_you_mean,
 )
 
 # Cells whose weights a QWeight quantizes (the layer compatibility table of seed 004)
@@ -19,7 +19,7 @@ WEIGHT_CELL_TYPES = ("Conv", "Fc")
 def _lookup(sec: Any, key: str, registry: dict[str, type]) -> type:
     name = sec.str(key)
     if name not in registry:
-        raise sec.error(key, f"unknown quantizer '{name}'{_did_you_mean(name, list(registry))}"
+        raise sec.error(key, f"unknown quantizer '{name}'{did_you_mean(name, registry)}"
                         f"; registered: {', '.join(sorted(registry))}")
     return registry[name]
 

@@ -552,25 +552,42 @@ def _describe(module: nn.Module, cell: Any, step: Step) -> None:
 
 
 def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
+    """The integer layer of a "linear" step: W' and the per-channel B', C', S' (fusion.md)."""
     cell = net.cells[step.name]
     w_q, w_s, s = sat_integer_weights(cell)
     out_channels = w_q.shape[0]
     bias = cell.bias if getattr(cell, "bias", None) is not None else torch.zeros(out_channels)
-    alpha_in, range_in = in_domain.alpha, in_domain.range
     if step.domain.partial:
         return _fuse_branch(net, step, in_domain, w_q, w_s, s, bias)
     if step.bn is None:
-        w_int = integer_weights(w_q, w_s)
-        rescale = fc_rescale(
-            bias,
-            alpha_in=alpha_in,
-            range_in=range_in,
-            w_s=w_s,
-            weight_scaling=s,
-            alpha_out=step.domain.alpha,
-            range_out=step.domain.range,
-        )
-        return _linear_module(cell, step, w_int, rescale, range_in)
+        return _fuse_fc(cell, step, in_domain, w_q, w_s, s, bias)
+    return _fuse_conv_bn(net, step, in_domain, w_q, w_s, s, bias)
+
+
+def _fuse_fc(
+    cell: Any, step: Step, in_domain: Domain, w_q: Tensor, w_s: float, s: float, bias: Tensor
+) -> IntegerLinearLayer:
+    """fusion.md "Fc" (also a Conv with its own QAct and no BatchNorm): W' = w_q * W_s,
+    B' = b * (R_in/alpha_in) * W_s * s, S' = (R_out/alpha_out) / ((R_in/alpha_in) * s * W_s),
+    C' = alpha_out * (R_in/alpha_in) * W_s * s; a float output (the logits) has no C'."""
+    rescale = fc_rescale(
+        bias,
+        alpha_in=in_domain.alpha,
+        range_in=in_domain.range,
+        w_s=w_s,
+        weight_scaling=s,
+        alpha_out=step.domain.alpha,
+        range_out=step.domain.range,
+    )
+    return _linear_module(cell, step, integer_weights(w_q, w_s), rescale, in_domain.range)
+
+
+def _fuse_conv_bn(
+    net: Any, step: Step, in_domain: Domain, w_q: Tensor, w_s: float, s: float, bias: Tensor
+) -> IntegerLinearLayer:
+    """fusion.md "Conv + BatchNorm + SAT activation": W' = sg * W_s * w_q with f the BN factor
+    gamma / sqrt(var + eps) [O] and sg = sign(f), then the per-channel bias B', clip C' and
+    scaling S' of :func:`conv_bn_act_rescale`."""
     bn = net.cells[step.bn]
     f = bn_factor(bn.weight, bn.running_var, bn.eps)
     w_int = integer_weights(w_q, w_s, torch.sign(f))
@@ -581,19 +598,20 @@ def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
         bn.bias,
         bn.running_mean.double() * s,
         bias.double() * s,
-        alpha_in=alpha_in,
-        range_in=range_in,
+        alpha_in=in_domain.alpha,
+        range_in=in_domain.range,
         alpha_out=step.domain.alpha,
         range_out=step.domain.range,
         w_s=w_s,
     )
-    return _linear_module(cell, step, w_int, rescale, range_in)
+    return _linear_module(net.cells[step.name], step, w_int, rescale, in_domain.range)
 
 
 def _fuse_branch(
     net: Any, step: Step, in_domain: Domain, w_q: Tensor, w_s: float, s: float, bias: Tensor
 ) -> IntegerLinearLayer:
-    """A residual branch: W' = W_s * w_q, output acc * S' + B' in the Sum's level units."""
+    """fusion.md "Residual ElemWise", the branch side: W' = W_s * w_q, output acc * S' + B' in
+    the Sum's level units (:func:`branch_rescale`), neither clamped nor rounded."""
     cell = net.cells[step.name]
     out_channels = w_q.shape[0]
     if step.bn is None:  # a Conv straight into the Sum: the BN affine is the identity
@@ -620,6 +638,9 @@ def _fuse_branch(
 
 
 def _fuse_sum(net: Any, step: Step, in_domains: list[Domain]) -> IntegerElemWise:
+    """fusion.md "Residual ElemWise": input i times the rescale c_i = w_i * (R_ref/alpha_ref) *
+    (alpha_i/R_i), then scaling (R_out/alpha_out)/(R_ref/alpha_ref) and clip
+    alpha_out*R_ref/alpha_ref (:func:`elemwise_rescale`)."""
     cell = net.cells[step.name]
     weights = cell.weights.reshape(len(step.inputs), -1)[:, 0].tolist()
     # With branch inputs (already in the Sum's output units) the accumulator is in those units.
@@ -818,6 +839,10 @@ def _checked_integers(weight: Tensor, folder: Path, name: str) -> Tensor:
             file=folder,
         )
     if values.numel() and float(rounded.abs().max()) > 32767:
-        raise UserError(f"{name}_weights.syntxt: fused weights beyond the int16 range", file=folder)
+        raise UserError(
+            f"{name}_weights.syntxt: fused weights beyond the int16 range (|W'| > 32767): "
+            "is this a weights_quantized folder?",
+            file=folder,
+        )
     small = not values.numel() or float(rounded.abs().max()) <= 127
     return rounded.to(torch.int8 if small else torch.int16)

@@ -131,9 +131,13 @@ def conv_bn_act_rescale(
     live = f != 0
     safe_f = torch.where(live, f, torch.ones_like(f))
     in_units = range_in / alpha_in  # integer steps per float unit at the input
+    # B' = sg * ((beta + (b - mu)*f)/f) * (R_in/alpha_in) * W_s
     bias = sg * ((beta + (b - mean) * f) / safe_f) * in_units * w_s
+    # C' = sg * alpha_out * R_in / (f * alpha_in) * W_s
     clip = sg * alpha_out * in_units / safe_f * w_s
+    # S' = sg * (alpha_in/R_in) * (R_out/alpha_out) * f / W_s
     scaling = sg * (alpha_in / range_in) * (range_out / alpha_out) * f / w_s
+    # dead channel: y_int = saturate(round(clamp(0 + B', 0, R_out) * 1)) = q(beta)
     constant = torch.round(torch.clamp(beta, 0.0, alpha_out) * (range_out / alpha_out))
     bias = torch.where(live, bias, constant)
     clip = torch.where(live, clip, torch.full_like(clip, float(range_out)))

@@ -9,14 +9,14 @@ its ``KEYS`` (name -> default), read strictly by :meth:`Quantizer.from_section`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from n2q.errors import UserError
+from n2q.errors import UserError, did_you_mean
+from n2q.registry import registrar
 
 # Solver types a quantizer parameter group may use (network.md); case-insensitive like N2D2's
 # documentation, which writes both ``ADAM`` and ``Adam``.
@@ -25,34 +25,10 @@ SOLVERS = {"sgd": "SGD", "adam": "Adam"}
 WEIGHT_QUANTIZERS: dict[str, type[WeightQuantizer]] = {}
 ACT_QUANTIZERS: dict[str, type[ActQuantizer]] = {}
 
-Q = TypeVar("Q", bound="type[Quantizer]")
-
-
-def register_weight(name: str) -> Callable[[Q], Q]:
-    """Class decorator: make ``QWeight=<name>`` build this class."""
-
-    def add(cls: Q) -> Q:
-        cls.NAME = name
-        WEIGHT_QUANTIZERS[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return add
-
-
-def register_act(name: str) -> Callable[[Q], Q]:
-    """Class decorator: make ``QAct=<name>`` build this class."""
-
-    def add(cls: Q) -> Q:
-        cls.NAME = name
-        ACT_QUANTIZERS[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return add
-
-
-def _did_you_mean(word: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+# Class decorators: ``@register_weight("SAT")`` makes ``QWeight=SAT`` build the class and sets
+# its ``NAME``; ``@register_act`` the same for ``QAct=``.
+register_weight = registrar(WEIGHT_QUANTIZERS, "NAME")
+register_act = registrar(ACT_QUANTIZERS, "NAME")
 
 
 class Quantizer(nn.Module):
@@ -92,7 +68,7 @@ class Quantizer(nn.Module):
         for sub in sec.subkeys(prefix):
             if sub not in cls.KEYS:
                 raise sec.error(prefix + sub, f"unknown key for {cls.PREFIX}={cls.NAME}"
-                                f"{_did_you_mean(sub, list(cls.KEYS))}; valid: "
+                                f"{did_you_mean(sub, list(cls.KEYS))}; valid: "
                                 f"{', '.join(prefix + k for k in cls.KEYS)}")
         return cls(**cls.options(sec, cell))
 
@@ -117,7 +93,7 @@ class Quantizer(nn.Module):
         value = sec.str(key, cls.KEYS[name])
         if value not in supported:
             raise sec.error(key, f"{name}={value} is not supported by {cls.PREFIX}={cls.NAME}"
-                            f"{_did_you_mean(value, list(supported))}; valid: "
+                            f"{did_you_mean(value, list(supported))}; valid: "
                             f"{', '.join(supported)}")
         return value
 
