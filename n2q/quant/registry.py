@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from n2q.errors import UserError, did_you_mean
+from n2q.quant.protocol import IntegerGrid, RunPlan
 from n2q.registry import registrar
 
 # Solver types a quantizer parameter group may use (network.md); case-insensitive like N2D2's
@@ -96,6 +97,28 @@ class Quantizer(nn.Module):
                             f"{did_you_mean(value, list(supported))}; valid: "
                             f"{', '.join(supported)}")
         return value
+
+    # -- lifecycle (n2q.quant.protocol): called by the learning loop, default: nothing ------
+    def bind(self, cell: Any, net: Any) -> None:
+        """Once, after the network is built: the cell this quantizer belongs to, and the net."""
+
+    def plan(self, plan: RunPlan) -> None:
+        """Before learning: the run's plan (total epochs, the epoch a resumed run starts at)."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before epoch ``epoch`` (1-based, counting the epochs already trained)."""
+
+    def after_step(self, step: int) -> None:
+        """After each optimizer step; ``step`` = optimizer steps done in the whole run."""
+
+    def wants_calibration(self, epoch: int) -> bool:
+        """After epoch ``epoch``: True asks the loop for a BatchNorm calibration pass."""
+        return False
+
+    def integer_grid(self, w: torch.Tensor | None = None) -> IntegerGrid | None:
+        """The integers this quantizer produces now (weights: ``w`` is the cell's float
+        weight), or None when its output is not on an integer grid (e.g. SAT's clamp phase)."""
+        return None
 
     # -- weights folders --------------------------------------------------------------------
     def files(self, cell_name: str) -> dict[str, torch.Tensor]:
