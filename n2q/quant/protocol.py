@@ -166,3 +166,14 @@ class Settings:
             return cls(**values)
         except SettingError as error:
             raise sec.error(error.key if error.key in sec else None, error.message) from None
+
+
+def quantizers(net: Any) -> list[tuple[str, Any]]:
+    """(cell name, quantizer) for every weight and activation quantizer of ``net``, in cell
+    order (weights first): what the learning loop calls the lifecycle methods on."""
+    found = []
+    for name, cell in net.cells.items():
+        for q in (getattr(cell, "weight_quantizer", None), getattr(cell, "act_quantizer", None)):
+            if q is not None:
+                found.append((name, q))
+    return found
