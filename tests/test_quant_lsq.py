@@ -57,6 +57,31 @@ def test_act_forward_and_gradients_by_hand():
                                torch.tensor(3.3 / math.sqrt(15), dtype=torch.float64))
 
 
+def test_nni_variant_activations_are_signed_with_qmax_scaled_gradient():
+    # Variant=NNI, R=7 (3 bits): levels [-4, 3] on activations too; s=0.5 as the weight test
+    q = _fixed(LSQAct(range=7, variant="NNI").double(), 0.5)
+    assert (q.qn, q.qp) == (-4, 3)
+    x = torch.tensor([-3.0, -1.9, -0.2, 0.3, 0.74, 1.6], dtype=torch.float64,
+                     requires_grad=True)
+    y = q(x)
+    torch.testing.assert_close(y.detach(), torch.tensor([-2, -2, 0, 0.5, 0.5, 1.5],
+                                                        dtype=torch.float64))
+    c = torch.tensor([1.0, 2, 3, 4, 5, 6], dtype=torch.float64)
+    (y * c).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0, 2, 3, 4, 5, 0], dtype=torch.float64))
+    # g = 1/sqrt(qmax * numel(x)) = 1/sqrt(3 * 6)
+    expected = (1 * -4 + 2 * -0.2 + 3 * 0.4 + 4 * 0.4 + 5 * -0.48 + 6 * 3) / math.sqrt(18)
+    torch.testing.assert_close(q.step_size.grad, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_nni_variant_init_uses_the_signed_qmax():
+    a = LSQAct(range=255, variant="NNI")
+    a(torch.tensor([0.0, -1.0, 3.0, 4.0]))           # mean |x| = 2, qmax = 127
+    assert a.step_size.item() == pytest.approx(4 / math.sqrt(127))
+    w = LSQWeight(range=15, variant="NNI")           # on weights NNI's form is N2D2's
+    assert (w.qn, w.qp) == (LSQWeight(range=15).qn, LSQWeight(range=15).qp) == (-8, 7)
+
+
 def _nni_reference(x, s, qn, qp, g):
     """Seed 003's formulation: grad_scale(s, g) and round_pass, plain autograd."""
     s_scaled = (s - s * g).detach() + s * g

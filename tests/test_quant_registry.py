@@ -158,6 +158,10 @@ def test_lsq_keys_and_n2d2_spelling(tmp_path, spelling):
     ("QWeight.Range=15", r"QWeight.Range is set but QWeight is not"),
     ("QWeight=LSQ\nQWeight.StepOptInitStepSize=1\nQWeight.SetOptInitStepSize=1", r"keep one"),
     ("QWeight=LSQ\nQWeight.StepSize=-1", r"StepSize must be > 0"),
+    ("QWeight=LSQ\nQWeight.Variant=nni", r"Variant=nni is not supported by QWeight=LSQ "
+     r"\(did you mean NNI\?\); valid: N2D2, NNI"),
+    ("QWeight=LSQ\nQWeight.Variant=NNI\nQWeight.Range=100", r"net.ini:5: .*Variant=NNI needs "
+     r"Range = 2\^b - 1"),
 ])
 def test_weight_key_errors(tmp_path, body, match):
     with pytest.raises(UserError, match=match):
@@ -170,6 +174,7 @@ def test_weight_key_errors(tmp_path, body, match):
     ("QAct=SAT\nQAct.Mode=Integer", r"Mode=Integer is not supported by QAct=SAT"),
     ("QAct=PACT", r"registered: LSQ, SAT"),
     ("QAct.Range=15", r"QAct.Range is set but QAct is not"),
+    ("QAct=LSQ\nQAct.Variant=NNI\nQAct.Range=1", r"Variant=NNI needs Range = 2\^b - 1 with b >= 2"),
 ])
 def test_act_key_errors(tmp_path, body, match):
     with pytest.raises(UserError, match=match):
