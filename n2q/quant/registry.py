@@ -106,6 +106,9 @@ class Quantizer(nn.Module):
     PREFIX: ClassVar[str] = ""
     NAME: ClassVar[str] = ""
     SETTINGS: ClassVar[type[QuantizerSettings]] = QuantizerSettings
+    # INI sub-keys (``Range`` -> ``"15"``) with which tests/test_quant_registry.py builds a tiny
+    # instance on real cells; a method whose defaults do not fit a tiny layer sets them
+    TEST_KEYS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, settings: QuantizerSettings | None = None, **fields: Any) -> None:
         super().__init__()
