@@ -27,12 +27,16 @@ def test_weight_levels_from_range():
         LSQWeight(range=2)          # Qp = 0
 
 
-def test_weight_forward_and_gradients_by_hand():
-    # R=7: Qn=-4, Qp=3; s=0.5 -> v=[-6,-3.8,-.4,.6,1.48,3.2]
-    q = _fixed(LSQWeight(range=7).double(), 0.5)
+@pytest.mark.parametrize("kind", ["weight", "NNI activation"])
+def test_signed_forward_and_gradients_by_hand(kind):
+    # R=7: Qn=-4, Qp=3 (weights; activations of Variant=NNI too: 3-bit signed, g with qmax=3)
+    # s=0.5 -> v=[-6,-3.8,-.4,.6,1.48,3.2]
+    q = LSQWeight(range=7) if kind == "weight" else LSQAct(range=7, variant="NNI")
+    q = _fixed(q.double(), 0.5)
+    assert (q.qn, q.qp) == (-4, 3)
     w = torch.tensor([-3.0, -1.9, -0.2, 0.3, 0.74, 1.6], dtype=torch.float64,
                      requires_grad=True)
-    y = q.fake_quantize(w)
+    y = q.fake_quantize(w) if kind == "weight" else q(w)
     # clamp(round(v), -4, 3) = [-4,-4,0,1,1,3] times s
     torch.testing.assert_close(y.detach(), torch.tensor([-2, -2, 0, 0.5, 0.5, 1.5],
                                                         dtype=torch.float64))
@@ -55,23 +59,6 @@ def test_act_forward_and_gradients_by_hand():
     # g = 1/sqrt(numel(x) * R) = 1/sqrt(15); sum = 0 - .4 + .4 + .3 + 3
     torch.testing.assert_close(q.step_size.grad,
                                torch.tensor(3.3 / math.sqrt(15), dtype=torch.float64))
-
-
-def test_nni_variant_activations_are_signed_with_qmax_scaled_gradient():
-    # Variant=NNI, R=7 (3 bits): levels [-4, 3] on activations too; s=0.5 as the weight test
-    q = _fixed(LSQAct(range=7, variant="NNI").double(), 0.5)
-    assert (q.qn, q.qp) == (-4, 3)
-    x = torch.tensor([-3.0, -1.9, -0.2, 0.3, 0.74, 1.6], dtype=torch.float64,
-                     requires_grad=True)
-    y = q(x)
-    torch.testing.assert_close(y.detach(), torch.tensor([-2, -2, 0, 0.5, 0.5, 1.5],
-                                                        dtype=torch.float64))
-    c = torch.tensor([1.0, 2, 3, 4, 5, 6], dtype=torch.float64)
-    (y * c).sum().backward()
-    torch.testing.assert_close(x.grad, torch.tensor([0, 2, 3, 4, 5, 0], dtype=torch.float64))
-    # g = 1/sqrt(qmax * numel(x)) = 1/sqrt(3 * 6)
-    expected = (1 * -4 + 2 * -0.2 + 3 * 0.4 + 4 * 0.4 + 5 * -0.48 + 6 * 3) / math.sqrt(18)
-    torch.testing.assert_close(q.step_size.grad, torch.tensor(expected, dtype=torch.float64))
 
 
 def test_nni_variant_init_uses_the_signed_qmax():

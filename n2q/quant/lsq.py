@@ -35,6 +35,7 @@ from n2q.quant.registry import (
     act_keys,
     register_act,
     register_weight,
+    setting,
     weight_keys,
 )
 
@@ -64,12 +65,15 @@ class LSQSettings(QuantizerSettings):
                    f"got {self.range}")
 
 
-def _init_step_size(sec: Any, key: str, n2d2_key: str) -> bool:
-    """``key`` or its N2D2 spelling ``n2d2_key`` (N2D2's code reads SetOptInitStepSize)."""
-    if key in sec and n2d2_key in sec:
-        raise sec.error(n2d2_key, f"{key} and its N2D2 spelling {n2d2_key} are both set: "
-                        "keep one")
-    return sec.bool(n2d2_key if n2d2_key in sec else key, True)
+def _lsq_keys(sec: Any, step_key: str, init_key: str, n2d2_init_key: str,
+              variant_key: str) -> dict[str, Any]:
+    """StepSize, its init (``init_key`` or N2D2's code's spelling ``n2d2_init_key``), Variant."""
+    if init_key in sec and n2d2_init_key in sec:
+        raise sec.error(n2d2_init_key, f"{init_key} and its N2D2 spelling {n2d2_init_key} are "
+                        "both set: keep one")
+    return {"step_size": sec.float(step_key, 100.0),
+            "init_step_size": sec.bool(n2d2_init_key if n2d2_init_key in sec else init_key, True),
+            "variant": sec.str(variant_key, "N2D2")}
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,9 @@ class LSQWeightSettings(LSQSettings):
 
     @classmethod
     def from_section(cls, sec: Any) -> LSQWeightSettings:
-        return cls.located(sec, **weight_keys(sec), step_size=sec.float("QWeight.StepSize", 100.0),
-                           init_step_size=_init_step_size(sec, "QWeight.StepOptInitStepSize",
-                                                          "QWeight.SetOptInitStepSize"),
-                           variant=sec.str("QWeight.Variant", "N2D2"))
+        return cls.located(sec, **weight_keys(sec), **_lsq_keys(
+            sec, "QWeight.StepSize", "QWeight.StepOptInitStepSize", "QWeight.SetOptInitStepSize",
+            "QWeight.Variant"))
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,9 @@ class LSQActSettings(LSQSettings):
 
     @classmethod
     def from_section(cls, sec: Any) -> LSQActSettings:
-        return cls.located(sec, **act_keys(sec), step_size=sec.float("QAct.StepSize", 100.0),
-                           init_step_size=_init_step_size(sec, "QAct.StepOptInitStepSize",
-                                                          "QAct.SetOptInitStepSize"),
-                           variant=sec.str("QAct.Variant", "N2D2"))
+        return cls.located(sec, **act_keys(sec), **_lsq_keys(
+            sec, "QAct.StepSize", "QAct.StepOptInitStepSize", "QAct.SetOptInitStepSize",
+            "QAct.Variant"))
 
 
 class _LSQFn(torch.autograd.Function):
@@ -149,13 +151,8 @@ class _LSQBase(Quantizer):
         self.register_buffer("initialized", torch.tensor(not self.init_step_size))
         self._initialized = not self.init_step_size   # python mirror: no sync per forward
 
-    @property
-    def init_step_size(self) -> bool:
-        return self.settings.init_step_size
-
-    @property
-    def variant(self) -> str:
-        return self.settings.variant
+    init_step_size = setting()
+    variant = setting()
 
     @property
     def qn(self) -> int:

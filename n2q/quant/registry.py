@@ -79,20 +79,31 @@ class QuantizerSettings(Settings):
         raise NotImplementedError
 
 
+def _common_keys(sec: Any, range_key: str, solver_key: str, quant_mode_key: str,
+                 mode_key: str) -> dict[str, Any]:
+    return {"range": sec.int(range_key, 255), "solver": _solver(sec.str(solver_key, "SGD")),
+            "quant_mode": sec.str(quant_mode_key, "Default"), "mode": sec.str(mode_key, "Default")}
+
+
 def weight_keys(sec: Any) -> dict[str, Any]:
     """The common ``QWeight.*`` keys of a section, as settings fields."""
-    return {"range": sec.int("QWeight.Range", 255),
-            "solver": _solver(sec.str("QWeight.Solver", "SGD")),
-            "quant_mode": sec.str("QWeight.QuantMode", "Default"),
-            "mode": sec.str("QWeight.Mode", "Default")}
+    return _common_keys(sec, "QWeight.Range", "QWeight.Solver", "QWeight.QuantMode",
+                        "QWeight.Mode")
 
 
 def act_keys(sec: Any) -> dict[str, Any]:
     """The common ``QAct.*`` keys of a section, as settings fields."""
-    return {"range": sec.int("QAct.Range", 255),
-            "solver": _solver(sec.str("QAct.Solver", "SGD")),
-            "quant_mode": sec.str("QAct.QuantMode", "Default"),
-            "mode": sec.str("QAct.Mode", "Default")}
+    return _common_keys(sec, "QAct.Range", "QAct.Solver", "QAct.QuantMode", "QAct.Mode")
+
+
+class setting:  # noqa: N801  (used like ``property``)
+    """A read-only quantizer attribute: its settings field of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(obj.settings, self.name)
 
 
 class Quantizer(nn.Module):
@@ -116,21 +127,10 @@ class Quantizer(nn.Module):
             raise TypeError("give a settings object or settings fields, not both")
         self.settings = settings if settings is not None else self.SETTINGS(**fields)
 
-    @property
-    def range(self) -> int:
-        return self.settings.range
-
-    @property
-    def solver(self) -> str:
-        return self.settings.solver
-
-    @property
-    def quant_mode(self) -> str:
-        return self.settings.quant_mode
-
-    @property
-    def mode(self) -> str:
-        return self.settings.mode
+    range = setting()
+    solver = setting()
+    quant_mode = setting()
+    mode = setting()
 
     # -- INI --------------------------------------------------------------------------------
     @classmethod

@@ -25,6 +25,7 @@ from n2q.quant.registry import (
     act_keys,
     register_act,
     register_weight,
+    setting,
     weight_keys,
 )
 
@@ -174,13 +175,8 @@ class SATWeight(WeightQuantizer):
     SETTINGS = SATWeightSettings
     settings: SATWeightSettings
 
-    @property
-    def apply_quantization(self) -> bool:
-        return self.settings.apply_quantization
-
-    @property
-    def apply_scaling(self) -> bool:
-        return self.settings.apply_scaling
+    apply_quantization = setting()
+    apply_scaling = setting()
 
     def quantize(self, w: torch.Tensor) -> QuantizedWeight:
         w_q, scale = _SATWeightFn.apply(w, self.settings)
