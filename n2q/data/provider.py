@@ -164,10 +164,6 @@ class StimuliProvider:
         _check_partition(partition)
         return self.database.partitions[partition]
 
-    def compute_stimuli_data(self) -> dict[str, dict[str, float]]:
-        """Statistics of every [sp.StimuliData-*] (computed and published at construction)."""
-        return dict(self.stimuli_data)
-
     def loader(self, partition: str, *, shuffle: bool, epoch: int = 0,
                num_workers: int | None = None, drop_last: bool = False,
                limit: int | None = None, with_ids: bool = False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,16 +351,6 @@ CELL_FORMATS: dict[str, CellFormat] = {
     "Fc": FcFormat(),
     "BatchNorm": BatchNormFormat(),
 }
-
-
-def register_cell_format(cell_type: str) -> Callable[[type[CellFormat]], type[CellFormat]]:
-    """Decorator: the files of cells of ``cell_type`` are handled by this format class."""
-
-    def register(cls: type[CellFormat]) -> type[CellFormat]:
-        CELL_FORMATS[cell_type] = cls()
-        return cls
-
-    return register
 
 
 # ---------------------------------------------------------------------------------------------

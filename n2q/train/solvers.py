@@ -18,7 +18,7 @@ All tensor work uses torch._foreach_* ops: one kernel family per group, no per-p
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,9 +347,6 @@ class N2D2Optimizer(torch.optim.Optimizer):
         self.on_rate_change(f"Learning rate after {updates}(x{s.iteration_size * self.batch_size})"
                             f" iteration(s): {lr:.4g}")
 
-    def learning_rates(self) -> dict[str, float]:
-        return {g["name"]: g["lr"] for g in self.param_groups}
-
 
 # --------------------------------------------------------------------------------------------
 # parameter groups of a network
@@ -406,11 +403,3 @@ def make_optimizer(net: Any, batch_size: int,
     if not groups:
         raise UserError("the network has no learnable parameter: nothing to learn")
     return N2D2Optimizer(groups, batch_size, on_rate_change)
-
-
-def groups_from_modules(named: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Groups for (name, cell-like module) pairs: used by tests and tools."""
-    groups: list[dict[str, Any]] = []
-    for name, module in named:
-        groups.extend(cell_parameter_groups(name, module))
-    return groups
