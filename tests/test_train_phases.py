@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_loop import make_tiny_workdir, n2q, write_net
+from helpers import make_tiny_workdir, n2q, write_net
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
+from n2q.train.lifecycle import Lifecycle, calibrate, run_plan
 from n2q.train.metrics import (
     ConfusionMatrix,
     final_block,
@@ -212,6 +213,7 @@ class Learner:
         self.timings: list[tuple[int, int, float, float]] = []  # (batches, stimuli, data, step)
         self.pending_lines: list[str] = []
         optimizer.on_rate_change = self.pending_lines.append
+        self.lifecycle = Lifecycle(ctx.net)
 
     # -- state -----------------------------------------------------------------------------------
     def progress_state(self) -> dict[str, Any]:
@@ -248,6 +250,7 @@ class Learner:
     def run(self) -> Path | None:
         """Learn; returns the folder of the best weights (None: keep the weights in memory)."""
         self.ctx.net.train()
+        self._plan_quantizers()
         for t in self.ctx.targets:
             t.report.defer_plots = True
         try:
@@ -263,6 +266,25 @@ class Learner:
         self._write_timings()
         return self.ctx.workdir / "weights_validation" if self.has_validation else None
 
+    def _learn_size(self) -> int:
+        return self.ctx.sp.partition_sizes()["Learn"]  # > 0: checked by n2q.run
+
+    def _plan_quantizers(self) -> None:
+        """The quantizers' RunPlan: -learn N counts ceil(N / Learn size) epochs."""
+        size = self._learn_size()
+        if self.plan.epochs:
+            total, done = self.plan.epochs, self.epoch
+        else:
+            total, done = math.ceil(self.plan.stimuli / size), self.stimuli // size
+        self.lifecycle.plan(run_plan(total, done, size, self.ctx.sp.batch_size,
+                                     self.opt.iteration_size), self.opt.steps)
+
+    def _calibrate_after(self, epochs: range) -> None:
+        """The calibration pass after the epochs just completed, when a quantizer asks."""
+        if epochs and self.lifecycle.wants_calibration(epochs):
+            calibrate(self.ctx.net, self.ctx.sp, self.ctx.device, self.ctx.dtype, epochs[-1],
+                      self.ctx.report_every)
+
     def _run_epochs(self) -> None:
         n = self.plan.epochs
         if self.epoch >= n:
@@ -270,10 +292,11 @@ class Learner:
                    f"to learn for -learn-epoch {n}")
             return
         for epoch in range(self.epoch, n):
+            self.lifecycle.start_epoch(epoch + 1)
             loader = self.ctx.sp.loader("Learn", shuffle=True, epoch=epoch, with_ids=True)
-            self._learn_batches(loader, self.ctx.sp.partition_sizes()["Learn"],
-                                f"Epoch {epoch + 1}/{n}")
+            self._learn_batches(loader, self._learn_size(), f"Epoch {epoch + 1}/{n}")
             self.epoch = epoch + 1
+            self._calibrate_after(range(self.epoch, self.epoch + 1))
             if self.epoch % self.plan.log_epoch == 0 or self.epoch == n:
                 self._log_point()
 
@@ -284,7 +307,7 @@ class Learner:
 
     def _run_stimuli(self) -> None:
         n = self.plan.stimuli
-        size = self.ctx.sp.partition_sizes()["Learn"]  # > 0: checked by n2q.run
+        size = self._learn_size()
         chunk = self._chunk_size()
         while self.stimuli < n:
             index = self.stimuli // chunk
@@ -305,11 +328,15 @@ class Learner:
         try:
             for x, labels, ids in loader:
                 t1 = time.perf_counter()
+                if not self.plan.epochs:
+                    self.lifecycle.start_epoch(self.stimuli // self._learn_size() + 1)
                 loss = self._train_batch(x, labels, ids)
                 losses.append(loss)
                 n = len(labels)
                 self.stimuli += n
                 self.batches += 1
+                if not self.plan.epochs:
+                    self._stimuli_epochs_done(n)
                 # reading values forces a host/device sync: at report points, at most every
                 # SYNC_INTERVAL seconds (the bar cannot show more anyway)
                 if progress.due(n) and time.perf_counter() - synced >= SYNC_INTERVAL:
@@ -340,6 +367,7 @@ class Learner:
         loss = sum(t.loss(outs[t.cell], classes[t.section]) for t in self.ctx.targets)
         loss.backward()
         self.opt.step()
+        self.lifecycle.after_optimizer(self.opt.steps)
         with torch.no_grad():
             for t in self.ctx.targets:
                 yt = classes[t.section]
@@ -352,6 +380,16 @@ class Learner:
                     scored = yt >= 0
                     self._pending_success(t, ((preds == yt) & scored).sum(), scored.sum())
         return loss.detach()
+
+    def _stimuli_epochs_done(self, n: int) -> None:
+        """-learn N: the epochs (Learn size stimuli each; the last one ends with the run)
+        completed by the batch of ``n`` stimuli just learned, then their calibration."""
+        size = self._learn_size()
+        before = (self.stimuli - n) // size
+        done = self.stimuli // size
+        if self.stimuli >= self.plan.stimuli:
+            done = math.ceil(self.plan.stimuli / size)
+        self._calibrate_after(range(before + 1, done + 1))
 
     def _pending_success(self, t: TargetInfo, correct: torch.Tensor,
                          size: int | torch.Tensor) -> None:
@@ -469,6 +507,11 @@ def find_lr(ctx: RunContext, optimizer: Any, nb_stimuli: int) -> None:
     positions = rng.integers(0, size, size=nb_batches * bs).tolist()
     loader = ctx.sp.loader("Learn", shuffle=False, indices=positions, with_ids=True)
     ctx.net.train()
+    # the quantizers see the range test as a one-epoch run of nb_batches batches
+    lifecycle = Lifecycle(ctx.net)
+    lifecycle.plan(run_plan(1, 0, nb_batches * bs, bs, optimizer.iteration_size),
+                   optimizer.steps)
+    lifecycle.start_epoch(1)
     rows: dict[str, list[tuple[float, float]]] = {t.cell: [] for t in ctx.targets}
     progress = Progress(nb_batches * bs, "find-lr", ctx.report_every)
     try:
@@ -480,6 +523,7 @@ def find_lr(ctx: RunContext, optimizer: Any, nb_stimuli: int) -> None:
             losses = [t.loss(outs[t.cell], t.map_labels(y)) for t in ctx.targets]
             sum(losses).backward()
             optimizer.step()
+            lifecycle.after_optimizer(optimizer.steps)
             for t, loss in zip(ctx.targets, losses, strict=True):
                 rows[t.cell].append((lr, float(loss.detach())))
             progress.update(len(labels))

@@ -242,6 +242,17 @@ class N2D2Optimizer(torch.optim.Optimizer):
         for group, spec in zip(self.param_groups, self.specs, strict=True):
             group["lr"] = spec.schedule.rate(0, batch_size)
 
+    @property
+    def steps(self) -> int:
+        """Optimizer steps done (resumed runs included: the counts are in the state dict):
+        the updates of the group that updates most often (IterationSize differs per group)."""
+        return max((g["updates"] for g in self.param_groups), default=0)
+
+    @property
+    def iteration_size(self) -> int:
+        """Batches between two steps of the group that updates most often."""
+        return min((s.schedule.iteration_size for s in self.specs), default=1)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         if closure is not None:
