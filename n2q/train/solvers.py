@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from n2q.errors import UserError
-from n2q.train.schedules import POLICIES, Schedule, schedule_problem
+from n2q.train.schedules import POLICIES, STEP_POLICIES, Schedule, schedule_problem
 
 SOLVER_TYPES = ("SGD", "Adam")
 SCHEDULE_KEYS = ("LearningRate", "LearningRatePolicy", "LearningRateStepSize",
@@ -345,8 +345,7 @@ class N2D2Optimizer(torch.optim.Optimizer):
         """N2D2's "Learning rate after N(xB) iteration(s): lr" when the step changes."""
         s = spec.schedule
         updates = group["updates"]
-        if self.on_rate_change is None or updates == 0 or s.policy not in (
-                "StepDecay", "ExponentialDecay", "InvTDecay", "CosineDecay"):
+        if self.on_rate_change is None or updates == 0 or s.policy not in STEP_POLICIES:
             return
         if s.step(updates, self.batch_size) == s.step(updates - 1, self.batch_size):
             return
