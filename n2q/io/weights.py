@@ -11,7 +11,7 @@ Saving writes everything into ``<folder>.tmp-<pid>`` and renames it at the end (
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,16 +348,6 @@ CELL_FORMATS: dict[str, CellFormat] = {
     "Fc": FcFormat(),
     "BatchNorm": BatchNormFormat(),
 }
-
-
-def register_cell_format(cell_type: str) -> Callable[[type[CellFormat]], type[CellFormat]]:
-    """Decorator: the files of cells of ``cell_type`` are handled by this format class."""
-
-    def register(cls: type[CellFormat]) -> type[CellFormat]:
-        CELL_FORMATS[cell_type] = cls()
-        return cls
-
-    return register
 
 
 # ---------------------------------------------------------------------------------------------
