@@ -13,6 +13,13 @@ from n2q.quant.fusion.plan import INPUT
 from n2q.quant.integer import quantize_input
 
 
+def tied_top(logits: Tensor, classes: Tensor) -> Tensor:
+    """[N] bool: ``classes`` [N] holds one of the top logits [N, K] exactly (a tie that only
+    float32 noise of the fake-quant network decides)."""
+    top = logits.max(1, keepdim=True).values
+    return logits.gather(1, classes[:, None]).squeeze(1) == top.squeeze(1)
+
+
 @dataclass
 class FusionCheck:
     """The fused network against the fake-quant one on the same stimuli, batch by batch:
@@ -22,6 +29,7 @@ class FusionCheck:
 
     total: int = 0
     same_class: int = 0
+    ties: int = 0       # other class, where the fused (exact) logits tie at the top
     levels: int = 0
     differing: int = 0
     max_logit_diff: float = 0.0
@@ -43,7 +51,9 @@ class FusionCheck:
         for target in fused.targets:
             a, b = fake[target.cell].flatten(1), logits[target.cell].flatten(1)
             self.max_logit_diff = max(self.max_logit_diff, float((a - b).abs().max()))
-            self.same_class += int((a.argmax(1) == b.argmax(1)).sum())
+            same = a.argmax(1) == b.argmax(1)
+            self.same_class += int(same.sum())
+            self.ties += int((~same & tied_top(b, a.argmax(1))).sum())
             self.total += len(a)
 
     @property
@@ -53,8 +63,9 @@ class FusionCheck:
     def line(self) -> str:
         integers = "all integers in [0, R]" if not self.bad_nodes else (
             "NOT integers in [0, R]: " + ", ".join(sorted(self.bad_nodes)))
+        ties = f" ({self.ties} of the others: exact ties of the fused logits)" if self.ties else ""
         return (
-            f"fused vs fake-quant: same class on {self.same_class}/{self.total} stimuli; "
+            f"fused vs fake-quant: same class on {self.same_class}/{self.total} stimuli{ties}; "
             f"activations {integers}, {self.differing} of {self.levels} levels differ "
             f"(share {self.share:.2g}); max |logit diff| {self.max_logit_diff:.3g}"
         )
