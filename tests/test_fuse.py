@@ -582,3 +582,101 @@ def test_nothing_to_fuse_is_one_user_error(tmp_path: Path, change: str, key: str
     message = str(error.value)
     assert "nothing.ini" in message and "[conv1]" in message and key in message
     assert "nothing to fuse" in message and "\n" not in message
+
+
+LSQ_INI = """
+[sp]
+SizeX=8
+SizeY=8
+NbChannels=3
+BatchSize=16
+
+[conv1]
+Input=sp
+Type=Conv
+KernelDims=3 3
+Padding=1
+NbOutputs=6
+ActivationFunction=Linear
+QWeight=LSQ
+QWeight.Range=15
+
+[bn1]
+Input=conv1
+Type=BatchNorm
+NbOutputs=6
+ActivationFunction={ACT}
+QAct=LSQ
+QAct.Range=15
+QAct.Variant={VARIANT}
+
+[conv2]
+Input=bn1
+Type=Conv
+KernelDims=3 3
+Padding=1
+NbOutputs=4
+ActivationFunction=Linear
+QWeight=LSQ
+QWeight.Range=255
+QAct=LSQ
+QAct.Range=255
+
+[fc]
+Input=conv2
+Type=Fc
+NbOutputs=5
+ActivationFunction=Linear
+QWeight=LSQ
+QWeight.Range=15
+
+[softmax]
+Input=fc
+Type=Softmax
+NbOutputs=5
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+@pytest.mark.parametrize("variant, act, low", [
+    ("N2D2", "Linear", 0),          # unsigned levels [0, 15]: the clamp at 0 is the ReLU
+    ("NNI", "Linear", -8),          # NNI: signed [-8, 7], the padded conv2 reads negatives
+    ("NNI", "Rectifier", 0),        # a ReLU before a signed grid: levels from 0 up
+])
+def test_lsq_networks_fuse_exactly_through_their_grids(tmp_path: Path, variant: str, act: str,
+                                                        low: int) -> None:
+    """LSQ weights ([-8, 7] * s, 8-bit [-128, 127] * s) and activations fuse like SAT: the
+    fused levels equal the float64 fake-quant network's, W' are the LSQ integers."""
+    import copy
+
+    torch.manual_seed(3)
+    net = build(tmp_path, LSQ_INI.replace("{ACT}", act).replace("{VARIANT}", variant), "lsq.ini")
+    train_briefly(net, steps=3)                 # sets the step sizes from the first batch
+    with torch.no_grad():
+        bn = net.cells["bn1"]
+        bn.weight.copy_(torch.tensor([1.5, -0.8, 2.0, -1.2, 0.7, -2.5]))
+        bn.bias.copy_(torch.tensor([0.5, 1.0, -0.2, -2.0, 1.2, 0.3]))
+    fused, lines = fuse_sat(net)                # N2D2's name fuses any grid: LSQ here
+    assert lines == []
+    assert [s.kind for s in fused.steps] == [StepKind.LINEAR] * 3 + [StepKind.FLOAT]
+    step = net.cells["conv1"].weight_quantizer.step_size
+    assert torch.equal(fused.cells["conv1"].weight.abs().double(),
+                       torch.round(net.cells["conv1"].weight_quantizer.fake_quantize(
+                           net.cells["conv1"].weight).double() / step.double()).abs())
+    domain = fused.domains["conv1"]
+    assert (domain.qmin, domain.qmax, domain.zero_point) == (low, 15 if variant == "N2D2" else 7, 0)
+    x = stimuli(64, 5)
+    net64 = copy.deepcopy(net).double()
+    with torch.no_grad():
+        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
+        logits64 = net64(x.double())["softmax"].flatten(1)
+        logits = fused(x)["softmax"].flatten(1)
+    assert fused.check_integer_outputs(values) == []
+    for node, cell in (("conv1", "bn1"), ("conv2", "conv2")):
+        levels = torch.round(reference[cell] / fused.domains[node].scale)
+        assert torch.equal(values[node].double(), levels), node
+    # negative levels exactly where the grid has them and no ReLU cuts them
+    assert (int(values["conv1"].min()) < 0) == (low < 0) and int(values["conv1"].max()) > 0
+    torch.testing.assert_close(logits.double(), logits64, rtol=1e-5, atol=1e-5)
