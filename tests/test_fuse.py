@@ -453,6 +453,20 @@ def test_branches_without_qact_into_a_sat_sum(tmp_path: Path, quantize_conv3: in
     assert stats["max_logit_diff"] <= 1e-4 * max(1.0, stats["logit_scale"])
 
 
+def run_against_float64(net, fused, x: torch.Tensor):
+    """(every cell's output of the float64 fake-quant network, every fused node's output,
+    both softmax logits [N, 5]) on stimuli x; the fused activations are checked in range."""
+    import copy
+
+    net64 = copy.deepcopy(net).double()
+    with torch.no_grad():
+        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
+        logits64 = net64(x.double())["softmax"].flatten(1)
+        logits = fused(x)["softmax"].flatten(1)
+    assert fused.check_integer_outputs(values) == []
+    return reference, values, logits64, logits
+
+
 MODES_INI = """
 [sp]
 SizeX=8
@@ -525,7 +539,6 @@ def test_weight_modes_and_ranges_fuse_exactly(
     """Every SAT weight mode and range (QWeight.Mode=Integer cells too): W' are integers
     within [-W_s, W_s], and the fused levels equal those of the float64 fake-quant network
     exactly, with a negative gamma on every other channel."""
-    import copy
 
     text = (
         MODES_INI.replace("{RANGE}", str(r_w)).replace("{MODE}", mode)
@@ -548,13 +561,7 @@ def test_weight_modes_and_ranges_fuse_exactly(
         # Asymmetric levels reach -r - 1 (W' = sg * W_s * w_q: +r + 1 on negative-gamma rows)
         assert int(weight.abs().max()) <= w_s + (mode == "Asymmetric"), node
         assert int(weight.abs().max()) >= w_s  # the extreme level is used
-    x = stimuli(64, 3)
-    net64 = copy.deepcopy(net).double()
-    with torch.no_grad():
-        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
-        logits64 = net64(x.double())["softmax"].flatten(1)
-        logits = fused(x)["softmax"].flatten(1)
-    assert fused.check_integer_outputs(values) == []
+    reference, values, logits64, logits = run_against_float64(net, fused, stimuli(64, 3))
     levels = torch.round(reference["bn1"] * 15 / fused.domains["conv1"].alpha)
     assert torch.equal(values["conv1"].double(), levels)
     assert 0 < int(levels.count_nonzero()) < levels.numel() and int(levels.max()) == 15
@@ -584,60 +591,21 @@ def test_nothing_to_fuse_is_one_user_error(tmp_path: Path, change: str, key: str
     assert "nothing to fuse" in message and "\n" not in message
 
 
-LSQ_INI = """
-[sp]
-SizeX=8
-SizeY=8
-NbChannels=3
-BatchSize=16
-
-[conv1]
-Input=sp
-Type=Conv
-KernelDims=3 3
-Padding=1
-NbOutputs=6
-ActivationFunction=Linear
-QWeight=LSQ
-QWeight.Range=15
-
-[bn1]
-Input=conv1
-Type=BatchNorm
-NbOutputs=6
-ActivationFunction={ACT}
-QAct=LSQ
-QAct.Range=15
-QAct.Variant={VARIANT}
-
-[conv2]
-Input=bn1
-Type=Conv
-KernelDims=3 3
-Padding=1
-NbOutputs=4
-ActivationFunction=Linear
-QWeight=LSQ
-QWeight.Range=255
-QAct=LSQ
-QAct.Range=255
-
-[fc]
-Input=conv2
-Type=Fc
-NbOutputs=5
-ActivationFunction=Linear
-QWeight=LSQ
-QWeight.Range=15
-
-[softmax]
-Input=fc
-Type=Softmax
-NbOutputs=5
-WithLoss=1
-
-[softmax.Target]
-"""
+def lsq_ini(variant: str, act: str) -> str:
+    """MODES_INI with LSQ quantizers (4-bit weights, bn1 4-bit of ``variant`` after ``act``)
+    and a padded 8-bit conv2 with its own 8-bit QAct between bn1 and fc."""
+    text = MODES_INI.replace("{RANGE}", "15").replace("QWeight=SAT", "QWeight=LSQ")
+    for line in ("QWeight.QuantMode={MODE}", "QWeight.ApplyScaling={SCALING}",
+                 "QWeight.ApplyScaling=1", "QWeight.Mode={QMODE}"):
+        text = text.replace(line + "\n", "")
+    bn1 = "ActivationFunction=Linear\nQAct=SAT\nQAct.Alpha=3.0\nQAct.Range=15"
+    assert bn1 in text
+    text = text.replace(bn1, f"ActivationFunction={act}\nQAct=LSQ\nQAct.Range=15\n"
+                        f"QAct.Variant={variant}")
+    conv2 = ("[conv2]\nInput=bn1\nType=Conv\nKernelDims=3 3\nPadding=1\nNbOutputs=4\n"
+             "ActivationFunction=Linear\nQWeight=LSQ\nQWeight.Range=255\nQAct=LSQ\n"
+             "QAct.Range=255\n\n[fc]\nInput=conv2\n")
+    return text.replace("[fc]\nInput=bn1\n", conv2)
 
 
 @pytest.mark.parametrize("variant, act, low", [
@@ -649,10 +617,9 @@ def test_lsq_networks_fuse_exactly_through_their_grids(tmp_path: Path, variant: 
                                                         low: int) -> None:
     """LSQ weights ([-8, 7] * s, 8-bit [-128, 127] * s) and activations fuse like SAT: the
     fused levels equal the float64 fake-quant network's, W' are the LSQ integers."""
-    import copy
 
     torch.manual_seed(3)
-    net = build(tmp_path, LSQ_INI.replace("{ACT}", act).replace("{VARIANT}", variant), "lsq.ini")
+    net = build(tmp_path, lsq_ini(variant, act), "lsq.ini")
     train_briefly(net, steps=3)                 # sets the step sizes from the first batch
     with torch.no_grad():
         bn = net.cells["bn1"]
@@ -667,13 +634,7 @@ def test_lsq_networks_fuse_exactly_through_their_grids(tmp_path: Path, variant: 
                            net.cells["conv1"].weight).double() / step.double()).abs())
     domain = fused.domains["conv1"]
     assert (domain.qmin, domain.qmax, domain.zero_point) == (low, 15 if variant == "N2D2" else 7, 0)
-    x = stimuli(64, 5)
-    net64 = copy.deepcopy(net).double()
-    with torch.no_grad():
-        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
-        logits64 = net64(x.double())["softmax"].flatten(1)
-        logits = fused(x)["softmax"].flatten(1)
-    assert fused.check_integer_outputs(values) == []
+    reference, values, logits64, logits = run_against_float64(net, fused, stimuli(64, 5))
     for node, cell in (("conv1", "bn1"), ("conv2", "conv2")):
         levels = torch.round(reference[cell] / fused.domains[node].scale)
         assert torch.equal(values[node].double(), levels), node
