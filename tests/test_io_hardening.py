@@ -204,3 +204,16 @@ def test_seed_bounds(tmp_path: Path) -> None:
     path.mkdir()
     with pytest.raises(UserError, match=rf"^{path}: .*folder"):
         read_seed_file(path)
+
+
+# -- network files -------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"\x08\x07", bytes(range(256))])
+def test_a_file_that_is_not_onnx_says_so(tmp_path: Path, content: bytes) -> None:
+    from n2q.net.onnx_graph import GraphError, read_model
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content)
+    with pytest.raises(GraphError) as caught:
+        read_model(path)
+    message = str(caught.value)
+    assert "is not an ONNX model" in message and "opset" not in message
