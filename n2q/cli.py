@@ -7,6 +7,7 @@ This module must not import torch: ``n2q -h`` answers before any heavy import.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -123,10 +124,14 @@ def _closest(word: str) -> str:
 
 def _convert(spec: OptionSpec, text: str) -> Any:
     if spec.kind == "int":
-        try:
-            value = int(text)
-        except ValueError:
-            raise UserError(f"option {spec.name} expects an integer, got '{text}'") from None
+        if spec.dest == "seed":  # < 2^64 (torch's generator), ASCII digits
+            from n2q.io.seedfile import parse_seed
+
+            return parse_seed(text, "option -seed")
+        # ASCII digits as N2D2 writes them: int() would also take "１２", "1_000" and " 12"
+        if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            raise UserError(f"option {spec.name} expects an integer, got '{text}'")
+        value = int(text)
         if value < 0 and spec.dest != "test_index":
             raise UserError(f"option {spec.name} expects a number >= 0, got {value}")
         return value
@@ -138,6 +143,9 @@ def _convert(spec: OptionSpec, text: str) -> Any:
                             + ", ".join(METRIC_NAMES))
         return text
     if spec.kind == "dev":
+        if not text.isascii():
+            raise UserError(f"option -dev: '{text}' is not a device: use a GPU index (0), cpu or "
+                            "cuda:N")
         return _check_device(text)
     return text
 
@@ -182,6 +190,8 @@ def parse_args(argv: list[str]) -> Options:
             text = argv[i]
             i += 1
         else:
+            text = ""
+        if not text:  # "-w=" is not "no -w"
             raise UserError(f"option {name} expects a value ({spec.value}): {name} {spec.value}")
         setattr(options, spec.dest, _convert(spec, text))
         options.given.append(f"{name} {text}")
