@@ -138,3 +138,35 @@ def test_non_utf8_template_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=located(folder / "block.ini.tpl", 2,
                                                 r".*save the file as UTF-8")):
         load_config(net)
+
+
+# -- typed values --------------------------------------------------------------------------------
+def _section(tmp_path: Path, body: str):
+    path = tmp_path / "net.ini"
+    path.write_text("[s]\n" + body)
+    return load_config(path)["s"], path
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999", "2147483648", "-2147483649", "1e30"])
+def test_integer_beyond_32_bits_is_refused(tmp_path: Path, text: str) -> None:
+    sec, path = _section(tmp_path, f"N={text}\n")
+    with pytest.raises(UserError, match=located(path, 2, r"\[s\] N: .*32 bits")):
+        sec.int("N")
+    with pytest.raises(UserError, match=located(path, 2, r"\[s\] N: .*32 bits")):
+        sec.ints("N")
+
+
+@pytest.mark.parametrize(("text", "kind"), [("\uff11\uff12", "int"), ("1_000", "int"),
+                                            ("\uff11.5", "float"), ("1_0.5", "float"),
+                                            ("nan", "float"), ("inf", "float"),
+                                            ("-1e999", "float"), ("nan", "floats")])
+def test_numbers_are_ascii_and_finite(tmp_path: Path, text: str, kind: str) -> None:
+    sec, path = _section(tmp_path, f"X={text}\n")
+    with pytest.raises(UserError, match=located(path, 2, r"\[s\] X: ")):
+        getattr(sec, kind)("X")
+
+
+def test_limits_still_read(tmp_path: Path) -> None:
+    sec, _ = _section(tmp_path, "A=2147483647\nB=-2147483648\nC=1e-30\nD=+7\nE=2.5e3\n")
+    assert (sec.int("A"), sec.int("B"), sec.float("C"), sec.int("D"), sec.int("E")) == (
+        2 ** 31 - 1, -2 ** 31, 1e-30, 7, 2500)
