@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from n2q import __version__
-from n2q.errors import UserError
+from n2q.errors import UserError, quiet_interrupts
 from n2q.options import BY_NAME, METRIC_NAMES, OPTION_SPECS, TEST_ONLY, Options, OptionSpec
 
 _HELP_NAMES = ("-h", "--help", "-help")
@@ -156,7 +156,16 @@ def _notice_idle(options: Options, given: set[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The n2q command; ``argv=None``: the program itself (sys.argv), which then also exits
+    quietly with 130 on a Ctrl-C during Python's shutdown."""
+    if argv is not None:
+        return _command(list(argv))
+    status = _command(sys.argv[1:])
+    quiet_interrupts()
+    return status
+
+
+def _command(argv: list[str]) -> int:
     if any(a in _HELP_NAMES for a in argv):
         print(help_text())
         return 0
@@ -168,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         import n2q.errors
 
         n2q.errors.DEBUG = True  # debug() lines of every package
+    from n2q.io.resume import SAVED_STATES, interrupted_message
+
+    SAVED_STATES.clear()  # the Ctrl-C message speaks of this command's saves only
+    options = None
     try:
         options = parse_args(argv)
         from n2q.run import run
@@ -181,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nInterrupted: every folder written so far is complete "
-              "(resume with -l net_state or -l net_state_validation).", file=sys.stderr)
+        print(f"\n{interrupted_message(options.l if options else None)}", file=sys.stderr)
         return 130
     return 0
 

@@ -24,6 +24,7 @@ import torch
 
 from n2q.errors import UserError
 from n2q.io.atomic import atomic_folder, refuse_half_written
+from n2q.io.resume import record_saved_state
 
 STATE_FILE = "state.pt"
 CHECKSUM_FILE = "state.sha256"  # sha256sum's format: `sha256sum -c state.sha256` checks it
@@ -95,6 +96,7 @@ def save_state(folder: str | Path, **objects: Any) -> Path:
         torch.save(payload, tmp / STATE_FILE)
         digest = _sha256(tmp / STATE_FILE)
         (tmp / CHECKSUM_FILE).write_text(f"{digest}  {STATE_FILE}\n", encoding="ascii")
+    record_saved_state(folder)  # the Ctrl-C message names it
     return folder
 
 
