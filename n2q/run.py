@@ -44,7 +44,7 @@ def load_network_file(path: str) -> Config:
 def onnx_file_config(file: Path) -> Config:
     """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
-    from n2q.net.onnx import config_for_onnx_file
+    from n2q.net.onnx_file import config_for_onnx_file
 
     return config_for_onnx_file(file)
 
