@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,16 @@ def test_mse_target_learns(tiny: Path, capsys: pytest.CaptureFixture) -> None:
 
 def test_nb_test_test_index_and_bench(tiny: Path) -> None:
     ini = write_net(tiny)
+    start = time.perf_counter()
     assert n2q(ini, "-learn-epoch", 2, "-seed", 1, "-bench") == 0
+    wall = time.perf_counter() - start
     # one row per epoch: 192 x 0.75 = 144 Learn stimuli = 9 batches of 16 per epoch
     rows = np.loadtxt(tiny / "timings/learning.dat", ndmin=2)
     assert rows[:, :2].tolist() == [[9, 144], [18, 288]]
-    assert (rows[:, 2:4] >= 0).all() and (rows[:, 4] > 0).all()
-    np.testing.assert_allclose(rows[:, 4], 144 / rows[:, 2:4].sum(axis=1), rtol=0.05)
+    # both epochs took time (compute > 0), within the command's own wall time; an epoch's
+    # 144 stimuli went at least as fast as 144 over the whole command
+    assert (rows[:, 3] > 0).all() and 0 < rows[:, 2:4].sum() <= wall
+    assert (rows[:, 4] >= 144 / wall).all()
     assert n2q(ini, "-test", "-nb-test", 10) == 0
     cm = np.loadtxt(tiny / "softmax.Target/ConfusionMatrix_test.dat", skiprows=1)
     assert cm[:, 2].sum() == 10
