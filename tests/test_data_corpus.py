@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_data_databases import cifar_records, write_cifar10, write_ilsvrc, write_mnist
+from helpers import cifar_records, write_cifar10, write_ilsvrc, write_mnist
 
 from n2q.config import load_config
 from n2q.data import make_provider
