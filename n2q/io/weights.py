@@ -10,7 +10,6 @@ Saving writes everything into ``<folder>.tmp-<pid>`` and renames it at the end (
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -55,17 +54,15 @@ def _has_quantizer(cell: Any) -> bool:
 
 
 def quantized_weight(cell: Any) -> torch.Tensor:
-    """The weight as inference uses it, computed without side effects: in eval mode (SLB
-    one-hot), without autograd, and through a copy of the quantizer so that saving never
-    triggers a first-batch initialization or range tracking of the real one."""
-    original, training = cell.weight_quantizer, cell.training
+    """The weight as inference uses it: in eval mode (SLB one-hot), without autograd. A
+    weight quantizer's ``quantize`` is pure in eval mode (no first-batch initialization, no
+    range tracking), so the real quantizer is used."""
+    training = cell.training
     try:
-        cell.weight_quantizer = copy.deepcopy(original)
         cell.eval()
         with torch.no_grad():
             return cell.quantized_weight().detach()
     finally:
-        cell.weight_quantizer = original
         cell.train(training)
 
 
