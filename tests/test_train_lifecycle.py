@@ -188,3 +188,12 @@ def test_iteration_size_steps_every_k_batches(tiny: Path) -> None:
     assert calls == [("bind", "bn1", True), plan(1, 0, steps_per_epoch=4),
                      ("start_epoch", 1)] + [("after_step", s) for s in range(1, 5)] + [
                          ("wants_calibration", 1)]
+
+
+def test_find_lr_is_a_one_epoch_run_for_the_quantizers(tiny: Path) -> None:
+    ini = write_probe_net(tiny)
+    calls = run(ini, "-find-lr", 80, "-seed", 5)
+    # 80 stimuli = 5 batches of 16, one step each; no calibration question
+    assert calls == [("bind", "bn1", True), ("plan", RunPlan(
+        total_epochs=1, start_epoch=0, learn_size=144, batch_size=16, steps_per_epoch=5)),
+        ("start_epoch", 1)] + [("after_step", s) for s in range(1, 6)]
