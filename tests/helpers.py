@@ -53,13 +53,12 @@ NbOutputs=24
 ActivationFunction=Rectifier
 ConfigSection=common
 
-[fc1.drop]
+[{middle_name}]
 Input=fc1
-Type=Dropout
-NbOutputs=24
+{middle}
 
 [fc2]
-Input=fc1.drop
+Input={middle_name}
 Type=Fc
 NbOutputs=10
 ActivationFunction=Linear
@@ -82,7 +81,9 @@ Solvers.LearningRatePolicy=StepDecay
 Solvers.LearningRateStepSize=[sp]_EpochSize
 Solvers.LearningRateDecay=0.9
 Solvers.Clamping={clamping}
+{common}
 """
+DROPOUT = ("fc1.drop", "Type=Dropout\nNbOutputs=24")  # the middle layer: (name, keys)
 
 
 def make_tiny_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -96,9 +97,13 @@ def make_tiny_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_net(folder: Path, validation: float = 0.25, with_loss: int = 1, lr: float = 0.05,
-              name: str = "tiny.ini", clamping: str = "-1.0:1.0") -> str:
+              name: str = "tiny.ini", clamping: str = "-1.0:1.0",
+              middle: tuple[str, str] = DROPOUT, common: str = "") -> str:
+    """sp -> fc1 (24, ReLU) -> middle layer -> fc2 (10) -> softmax; ``common``: more keys for
+    the [common] section of fc1 and fc2."""
     (folder / name).write_text(NET.format(validation=validation, with_loss=with_loss, lr=lr,
-                                          clamping=clamping))
+                                          clamping=clamping, middle_name=middle[0],
+                                          middle=middle[1], common=common))
     return name
 
 
