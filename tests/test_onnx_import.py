@@ -480,7 +480,7 @@ def test_config_for_onnx_file_sizes_the_provider_from_the_graph(tmp_path: Path) 
     assert cfg["onnx"].str("Type") == "ONNX" and "resnetv15_dense0_fwd.Target" in cfg
     net = build_network(cfg, (3, 40, 40), quantize=False)
     assert net.targets[0].cell == "resnetv15_dense0_fwd"
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="is not an ONNX model"):
         (tmp_path / "bad.onnx").write_bytes(b"not a model")
         config_for_onnx_file(tmp_path / "bad.onnx")
 
