@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from n2q.config import Config, Section, read_globals
-from n2q.errors import UserError, did_you_mean
+from n2q.errors import UserError, did_you_mean, too_large
 from n2q.net.base import CELL_TYPES, Cell, Shape, Shared
 from n2q.net.target_sections import Target, read_targets
 
@@ -284,6 +284,8 @@ class _Builder:
             cell = cls.from_section(section, section.name, inputs, in_shape, shapes)
         except ValueError as e:
             raise section.error(None, str(e)) from None
+        except (MemoryError, RuntimeError) as e:  # a layer too large: located UserError
+            raise too_large(section, e) from None
         cell.section = section
         self.add_cell(cell)
         if self.insert_bn and type_name == "Conv":
