@@ -43,7 +43,8 @@ def test_every_parameter_and_the_input_get_a_gradient(family, name):
     y = q(x)
     assert y.shape == x.shape
     (y * torch.randn_like(y)).sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    if not getattr(q, "replaces_weight", False):     # SLB: its logits stand for the weight
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     for pname, p in q.named_parameters():
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
@@ -84,7 +85,7 @@ def test_files_round_trip_and_loaded_values_are_kept(family, name):
 def test_load_file_refuses_wrong_sizes_and_names(family, name):
     q = _make(family, name)
     for file in q.files("cell"):
-        with pytest.raises(UserError, match="expected 1 value"):
+        with pytest.raises(UserError, match="expected "):
             q.load_file(file, torch.tensor([1.0, 2.0]))
     with pytest.raises(UserError):
         q.load_file("cell_unknown.syntxt", torch.tensor([1.0]))
