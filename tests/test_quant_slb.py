@@ -52,30 +52,30 @@ def test_candidate_values():
 ])
 def test_softmax_with_temperature(logits, range_, t, expected):
     q = _slb(logits, range_, t)
-    w = q(torch.zeros(len(logits)))
+    w = q.fake_quantize(torch.zeros(len(logits)))
     torch.testing.assert_close(w, torch.tensor(expected), atol=1e-6, rtol=0)
 
 
 def test_large_temperature_does_not_overflow():
     q = _slb([[50.0, 49.0, 0.0, -50.0]], 3, t=1.2 ** 40)   # A*T ~ 7e4
-    assert q(torch.zeros(1)).item() == -1.0
+    assert q.fake_quantize(torch.zeros(1)).item() == -1.0
 
 
 def test_one_hot_in_inference_and_after_the_end_flag():
     q = _slb([[0.1, 0.5, 0.2, 0.3], [0.0, 0.0, 0.0, 0.9]], 3, t=1.0)
     q.eval()
-    assert q(torch.zeros(2)).tolist() == pytest.approx([-1 / 3, 1.0])
+    assert q.fake_quantize(torch.zeros(2)).tolist() == pytest.approx([-1 / 3, 1.0])
     q.train()
-    assert q(torch.zeros(2))[0].item() != pytest.approx(-1 / 3)   # relaxed in training
+    assert q.fake_quantize(torch.zeros(2))[0].item() != pytest.approx(-1 / 3)  # relaxed
     q.end.fill_(True)
-    assert q(torch.zeros(2)).tolist() == pytest.approx([-1 / 3, 1.0])
+    assert q.fake_quantize(torch.zeros(2)).tolist() == pytest.approx([-1 / 3, 1.0])
 
 
 @pytest.mark.parametrize("t,expected", [(1.0, [-0.375, 0.375]), (2.0, [-0.36, 0.36])])
 def test_gradient_of_the_logits(t, expected):
     # T=2: P = [.1, .9], W = .8: 2 * [.1 * -1.8, .9 * .2]
     q = _slb([[0.0, LN3]], 1, t)
-    q(torch.zeros(1)).sum().backward()
+    q.fake_quantize(torch.zeros(1)).sum().backward()
     torch.testing.assert_close(q.logits.grad, torch.tensor([expected]), atol=1e-6, rtol=0)
 
 
@@ -84,7 +84,7 @@ def test_gradient_matches_autograd_through_softmax():
     q = SLBWeight(SLBSettings(range=15), weight_shape=(300, 7))   # several chunks of rows
     q.temperature.fill_(1.7)
     g = torch.randn(300, 7)
-    (q(torch.zeros(300, 7)) * g).sum().backward()
+    (q.fake_quantize(torch.zeros(300, 7)) * g).sum().backward()
     a = q.logits.detach().clone().requires_grad_(True)
     w = (torch.softmax(a * 1.7, dim=-1) * candidates(15)).sum(-1)
     (w * g).sum().backward()
@@ -95,11 +95,11 @@ def test_gradients_reach_the_logits_before_t_end_and_not_after():
     q = SLBWeight(SLBSettings(range=3), weight_shape=(4, 2, 3, 3))
     q.plan(RunPlan(total_epochs=10))            # t_start = 2, t_end = 6
     q.start_epoch(5)
-    q(torch.zeros(4, 2, 3, 3)).pow(2).sum().backward()
+    q.fake_quantize(torch.zeros(4, 2, 3, 3)).pow(2).sum().backward()
     assert q.logits.grad is not None and q.logits.grad.abs().sum() > 0
     q.logits.grad = None
     q.start_epoch(6)
-    w = q(torch.zeros(4, 2, 3, 3))
+    w = q.fake_quantize(torch.zeros(4, 2, 3, 3))
     assert not w.requires_grad and q.logits.grad is None
     assert set(w.unique().tolist()) <= set(candidates(3).tolist())
 
@@ -185,7 +185,7 @@ def test_he_normal_initialization(shape, range_, fan_out):
 def test_integer_grid_holds_the_one_hot_weights(range_):
     torch.manual_seed(1)
     q = SLBWeight(SLBSettings(range=range_), weight_shape=(8, 3, 3, 3)).eval()
-    w = q(torch.zeros(8, 3, 3, 3))
+    w = q.fake_quantize(torch.zeros(8, 3, 3, 3))
     grid = q.integer_grid()
     n = grid.integers(w)
     assert (grid.qmin, grid.qmax, grid.stride) == (-range_, range_, 2)
@@ -336,6 +336,8 @@ def test_weights_folder_round_trip_in_file_order(tmp_path, conv_keys, fc_keys):
         # weights files, whatever their layout
         written = torch.tensor([float(v) for v in quant.read_text().split()])
         torch.testing.assert_close(one_hot, written.reshape(-1), atol=1e-6, rtol=0)
+        stored = (folder / f"{cell}_weights.syntxt").read_text().split()
+        torch.testing.assert_close(torch.tensor([float(v) for v in stored]), written)
     fresh = _net(tmp_path, conv_keys, fc_keys)
     load_weights(fresh, folder)
     for cell in ("conv1", "fc"):

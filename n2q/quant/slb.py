@@ -26,16 +26,22 @@ import torch
 from torch import nn
 
 from n2q.errors import UserError, notice
-from n2q.quant.protocol import IntegerGrid, QuantizedWeight, RunPlan, Settings
-from n2q.quant.registry import WeightQuantizer, register_weight
+from n2q.quant.protocol import IntegerGrid, QuantizedWeight, RunPlan
+from n2q.quant.registry import QuantizerSettings, WeightQuantizer, register_weight
 
 RANGES = (1, 3, 15)      # 1, 2, 4 bits: the weight widths Golden Stick's SLB searches
 _CHUNK = 1 << 16         # weights per chunk of the softmax: [chunk, R+1] stays in the cache
 
 
 @dataclass(frozen=True)
-class SLBSettings(Settings):
-    """The ``QWeight.*`` keys of ``QWeight=SLB`` (defaults: Golden Stick's)."""
+class SLBSettings(QuantizerSettings):
+    """The ``QWeight.*`` keys of ``QWeight=SLB`` (defaults: Golden Stick's; Range 1 is its
+    default INT1). No Solver, QuantMode or Mode key: the logits learn with the cell's weights
+    solver and the weights are always the one-hot candidates."""
+
+    PREFIX = "QWeight"
+    NAME = "SLB"
+    KEYS = ("Range", "TStartVal", "TStartTime", "TEndTime", "TFactor", "BNCalibration")
 
     range: int = 1
     t_start_val: float = 1.0
@@ -45,6 +51,7 @@ class SLBSettings(Settings):
     bn_calibration: bool = False
 
     def validate(self) -> None:
+        super().validate()
         self.check(self.range in RANGES, "QWeight.Range", "SLB searches 1, 2 or 4-bit "
                    f"weights: Range must be 1, 3 or 15, got {self.range}")
         self.check(math.isfinite(self.t_start_val) and self.t_start_val > 0,
@@ -139,19 +146,17 @@ class SLBWeight(WeightQuantizer):
     after it).
     """
 
-    KEYS = {"Range": 1, "TStartVal": 1.0, "TStartTime": 0.2, "TEndTime": 0.6, "TFactor": 1.2,
-            "BNCalibration": 0}
+    SETTINGS = SLBSettings
+    # tests/test_quant_registry.py learns one epoch: t_end = int(1 * 2) = 2 keeps it relaxed
+    TEST_KEYS = {"TStartTime": "0", "TEndTime": "2"}
     replaces_weight = True   # protocol: the cell's float weight is neither used nor learned
 
-    def __init__(self, settings: SLBSettings | None = None, *, range: int | None = None,
+    def __init__(self, settings: SLBSettings | None = None, *,
                  weight_shape: tuple[int, ...] | None = None,
-                 file_order: torch.Tensor | None = None, cell_type: str = "Conv") -> None:
-        if settings is None:
-            settings = SLBSettings(range=1 if range is None else int(range))
-        elif range is not None and int(range) != settings.range:
-            raise ValueError(f"range={range} differs from settings.range={settings.range}")
-        super().__init__(range=settings.range)
-        self.settings = settings
+                 file_order: torch.Tensor | None = None, cell_type: str = "Conv",
+                 **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        settings = self.settings
         self.cell_type = cell_type
         self.register_buffer("values", candidates(settings.range), persistent=False)
         self.register_buffer("temperature", torch.tensor(float(settings.t_start_val)))
@@ -171,19 +176,20 @@ class SLBWeight(WeightQuantizer):
 
     # -- INI ----------------------------------------------------------------------------------
     @classmethod
-    def options(cls, sec: Any, cell: Any) -> dict[str, Any]:
-        for key in ("QWeight.Solver", "QWeightSolver"):
-            if key in sec or sec.subkeys("QWeightSolver."):
-                key = key if key in sec else "QWeightSolver." + sec.subkeys("QWeightSolver.")[0]
-                raise sec.error(key, "SLB learns its logits with the cell's weights solver: "
-                                "set WeightsSolver.* (or Solvers.*) instead of this key")
-        opts: dict[str, Any] = {"settings": SLBSettings.from_section(sec)}
+    def from_section(cls, sec: Any, cell: Any = None) -> SLBWeight:
+        """The settings of the section, the logits shaped like the cell's weight."""
+        solver_keys = [k for k in ("QWeightSolver",) if k in sec] + [
+            "QWeightSolver." + k for k in sec.subkeys("QWeightSolver.")]
+        if solver_keys:
+            raise sec.error(solver_keys[0], "SLB learns its logits with the cell's weights "
+                            "solver: set WeightsSolver.* (or Solvers.*) instead of this key")
+        q = super().from_section(sec, cell)
         weight = getattr(cell, "weight", None)
         if weight is not None:
-            opts["weight_shape"] = tuple(weight.shape)
-            opts["file_order"] = weights_file_order(cell)
-            opts["cell_type"] = cell.type
-        return opts
+            q.cell_type = cell.type
+            q._create_logits(tuple(weight.shape))
+            q.file_order = weights_file_order(cell)
+        return q
 
     # -- forward ------------------------------------------------------------------------------
     @property
@@ -208,12 +214,6 @@ class SLBWeight(WeightQuantizer):
         t = float(self.temperature)
         flat = _SoftWeight.apply(self.logits.reshape(-1, k), self.values.to(self.logits), t)
         return QuantizedWeight(flat.reshape(w.shape))
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return self.quantize(w).weight
-
-    def fake_quantize(self, w: torch.Tensor) -> torch.Tensor:
-        return self.quantize(w).weight
 
     def one_hot_weight(self) -> torch.Tensor:
         """v[argmax A] [*weight shape], no gradient; cached while the logits are unchanged
