@@ -159,8 +159,14 @@ def _layer(net: Any, name: str, ort: dict[str, torch.Tensor], ref: dict[str, tor
         mine = cell(arg).float().flatten(1)
     theirs = ort[name].float().flatten(1)
     if grid is not None:
-        a, b = grid.integers(_channels(mine, ref[name])), grid.integers(
-            _channels(theirs, ref[name]))
+        shaped = _channels(mine, ref[name])
+        a, b = grid.integers(shaped), grid.integers(_channels(theirs, ref[name]))
+        off_grid = float((grid.dequantize(a) - shaped.double()).abs().max()) \
+            if a.numel() else 0.0
+        if off_grid > 1e-3 * float(grid.scale.min()):
+            raise UserError(f"{EXPORT}: cell {name}: n2q's quantized output is off its "
+                            f"quantizer's integer grid by up to {off_grid:.3g} (the grid does "
+                            "not describe the quantizer): nothing written")
         off = (a - b).abs()
         worst, count = (float(off.max()), int((off > 0).sum())) if off.numel() else (0.0, 0)
         result.levels_compared += off.numel()
