@@ -84,3 +84,30 @@ def export_network(net: Any, kind: str, *, batch: Any, folder: str | Path = ".",
         for file, data in files.items():
             (tmp / file).write_bytes(data)
     return ExportResult(target, target / model_file, graph.quantized, check.line())
+
+
+def export_from_run(ctx: Any, kind: str, best_folder: Path | None = None) -> ExportResult:
+    """The ``-export`` phase of a run (n2q.run): ``ctx.net`` with its loaded weights (the
+    best ones of this run's learning when ``best_folder`` is given and -test did not reload
+    them), checked on the first batch of the Test set (else Validation, else Learn)."""
+    if best_folder is not None:
+        from n2q.io.weights import load_weights
+
+        print(f"Importing weights from directory '{best_folder.name}'.")
+        load_weights(ctx.net, best_folder, strict_missing=True)
+    sizes = ctx.sp.partition_sizes()
+    partition = next((p for p in ("Test", "Validation", "Learn") if sizes.get(p, 0)), None)
+    if partition is None:
+        raise UserError(f"-export {kind}: the export is checked on stimuli, and the data base "
+                        "has none (Test, Validation and Learn are empty)")
+    batch = next(iter(ctx.sp.loader(partition, shuffle=False, limit=ctx.sp.batch_size)))[0]
+    path = getattr(ctx.cfg, "path", None)
+    name = Path(path).stem if path else "network"
+    ctx.net.eval()
+    result = export_network(ctx.net, kind, batch=batch, folder=ctx.workdir, name=name,
+                            batch_from=f"the {partition} set")
+    kind_text = "QDQ" if result.quantized else "float"
+    print(f"Exported the {kind_text} ONNX model to {result.model} (report: "
+          f"{result.folder / REPORT_FILE})")
+    print(result.check_line)
+    return result
