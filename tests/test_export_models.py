@@ -99,6 +99,7 @@ def test_lenet_with_its_clamp_phase_quantizers_is_refused_naming_the_cell(tmp_pa
     assert not (tmp_path / "export_ONNX").exists()
 
 
+@pytest.mark.slow
 def test_cifar10_float_export(tmp_path: Path) -> None:
     net = build_network(load_config(MODELS / "cifar-10.ini"), (3, 32, 32), quantize=False)
     settle_batchnorm(net, (3, 32, 32))
@@ -107,6 +108,7 @@ def test_cifar10_float_export(tmp_path: Path) -> None:
     check_float_export(net, tmp_path, (3, 32, 32), "cifar-10", logits, softmax)
 
 
+@pytest.mark.slow
 def test_zoo_resnet18_float_export_round_trip(tmp_path: Path) -> None:
     onnx.save(resnet18v1(**ZOO_SMALL), str(tmp_path / "resnet18v1.onnx"))
     out = "resnetv15_dense0_fwd"
