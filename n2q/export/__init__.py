@@ -34,7 +34,7 @@ class ExportResult:
 
 def check_export_type(kind: str) -> None:
     """ONNX is exported; N2D2's other export types are refused in one line."""
-    from n2q.cli import EXPORT_TYPES
+    from n2q.options import EXPORT_TYPES
 
     if kind == "ONNX":
         return
