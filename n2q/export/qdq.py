@@ -146,10 +146,11 @@ def stored_integers(form: QdqForm, grid: IntegerGrid, values: torch.Tensor) -> n
 
 
 def grid_range(grid: IntegerGrid) -> tuple[float, float]:
-    """The float range the grid covers, over all channels: ((qmin - z) * s, (qmax - z) * s)."""
+    """The float range the grid covers, over all channels: ((qmin - z) * s, (qmax - z) * s),
+    rounded to float32 (the precision of the exported scales and of n2q's tensors)."""
     lo = grid.dequantize(torch.tensor(float(grid.qmin))).reshape(-1)
     hi = grid.dequantize(torch.tensor(float(grid.qmax))).reshape(-1)
-    both = torch.cat([lo, hi])
+    both = torch.cat([lo, hi]).float()
     return float(both.min()), float(both.max())
 
 
