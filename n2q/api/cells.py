@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from n2q.api.keys import scratch_section, set_entries
+from n2q.api.keys import camel_keys, scratch_section, set_entries
 from n2q.api.settings import (
     SOLVER_KINDS,
     Activation,
@@ -110,8 +110,14 @@ def set_solver(cell: Any, solver: Solver | None = None, *, kind: str = "solver",
 
 
 def set_solver_parameter(cell: Any, name: str, value: Any) -> None:
-    """The seed's ``cell.set_solver_parameter("learning_rate", 0.05)``."""
-    set_solver(cell, **{name: value})
+    """The seed's ``cell.set_solver_parameter("learning_rate", 0.05)`` (``Solvers.*``). The
+    key name is checked now; the cell's solver keys together (a CosineDecay policy needs
+    MaxIterations...) when the next :func:`n2q.learn` reads them."""
+    from n2q.train.solvers import check_solver_keys
+
+    keys = {f"Solvers.{k}": v for k, v in camel_keys({name: value}).items()}
+    check_solver_keys(scratch_section(getattr(cell, "name", "cell"), keys))
+    set_entries(_section(cell), keys)
 
 
 def set_filler(cell: Any, weights: Filler | None = None, bias: Filler | None = None, *,
