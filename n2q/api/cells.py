@@ -76,6 +76,9 @@ def set_quantizer(cell: Any, *, weight: QWeight | bool | None = None,
             quantizer.to(device=where[0])
         set_entries(sec, spec.keys(), drop if spec.solver is not None else (prefix + ".",))
         setattr(cell, attr, quantizer)
+        network = cell.__dict__.get("_n2q_network")
+        if network is not None and network() is not None:
+            quantizer.bind(cell, network())   # the protocol's first call, as at build time
 
 
 def change_quantizer(cell: Any, kind: str = "weight", **changes: Any) -> None:

@@ -8,6 +8,7 @@ folders, fusion, graph drawing, and ``to_ini()`` (the INI file of a network buil
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,13 @@ class Network(_Network):
         from n2q.net import build_network
         from n2q.train.solvers import check_network_solvers
 
-        built = build_network(cfg, shape)
-        check_network_solvers(built)
-        net = cls(built.input_shape, built.cells.values(), built.targets, built.config)
+        net = build_network(cfg, shape)
+        check_network_solvers(net)
+        # the same object, with this class's methods: the quantizers were bound to it
+        net.__class__ = cls
         net.provider = provider
+        for cell in net.cells.values():   # set_quantizer binds a new quantizer to its net
+            cell.__dict__["_n2q_network"] = weakref.ref(net)
         return net
 
     @classmethod
@@ -179,14 +183,32 @@ class Network(_Network):
 
         return draw_graph(self if model is None else model, path)
 
-    def export_onnx(self, path: str | Path, **options: Any) -> Path:
-        """Export to ONNX with n2q's exporter (``-export ONNX``)."""
+    def export_onnx(self, folder: str | Path = ".", *, name: str = "network",
+                    batch: torch.Tensor | None = None) -> Path:
+        """Export to ``<folder>/export_ONNX/<name>.onnx`` with n2q's exporter (``-export
+        ONNX``): a float model, or a QDQ model (plus calibration files) for a quantized
+        network, checked in onnxruntime on ``batch`` (default: the first batch of the Test
+        set, else Validation, else Learn) before anything is written. Returns the model."""
         try:
-            from n2q.export import export_onnx
+            from n2q.export import export_network
         except ImportError:
             raise UserError("ONNX export is not available in this n2q build (n2q.export is "
                             "missing)") from None
-        return export_onnx(self, path, **options)
+        if batch is None:
+            batch = self._first_batch()
+        self.eval()
+        return export_network(self, "ONNX", batch=batch, folder=folder, name=name).model
+
+    def _first_batch(self) -> torch.Tensor:
+        if self.provider is None:
+            raise UserError("export_onnx(batch=...): this network has no provider to take "
+                            "the stimuli of the check from: give a batch [B, C, H, W]")
+        sp = self.provider.stimuli
+        sizes = sp.partition_sizes()
+        partition = next((p for p in ("Test", "Validation", "Learn") if sizes.get(p, 0)), None)
+        if partition is None:
+            raise UserError("export_onnx: the data base has no stimulus to check the export on")
+        return next(iter(sp.loader(partition, shuffle=False, limit=sp.batch_size)))[0]
 
     # -- learning --------------------------------------------------------------------------
     def learn(self, **options: Any) -> Path | None:

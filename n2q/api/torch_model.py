@@ -149,12 +149,14 @@ def quantize_model(module: nn.Module, weight: QWeight | None = None, act: QAct |
             last if i == len(layers) - 1 and last is not None else weight)
         if spec is None or spec is False:
             continue
-        _put_weight_quantizer(layer, spec)
+        _put_weight_quantizer(layer, spec, module)
     for name, relu in relus:
         quantizers = [act.build() for _ in range(max(1, calls.get(name, 1)))]  # type: ignore[union-attr]
         relu.__class__ = _quantized_class(type(relu), _QuantizedReLU)
         relu.act_quantizers = nn.ModuleList(quantizers).to(_device(module))
         relu.calls = 0
+        for q in quantizers:
+            q.bind(relu, module)        # the protocol's first call
     if relus and not getattr(module, "_n2q_reset_hook", False):
         module.register_forward_pre_hook(_reset_calls)
         module._n2q_reset_hook = True
@@ -166,13 +168,14 @@ def _device(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _put_weight_quantizer(layer: nn.Module, spec: QWeight) -> None:
+def _put_weight_quantizer(layer: nn.Module, spec: QWeight, model: nn.Module) -> None:
     if getattr(layer, "transposed", False):
         raise UserError(f"quantize_model: transposed convolutions are not supported "
                         f"({type(layer).__name__}): add its name to skip=")
     quantizer = spec.build().to(layer.weight.device)
     layer.__class__ = _quantized_class(type(layer), _QuantizedLayer)
     layer.weight_quantizer = quantizer
+    quantizer.bind(layer, model)        # the protocol's first call
 
 
 def quantized_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
