@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
-from n2q.io.atomic import atomic_folder
+from n2q.io.atomic import atomic_folder, refuse_half_written
 from n2q.io.syntxt import column_chunks, read_values, row_chunks, safe_name, write_text
 
 # ---------------------------------------------------------------------------------------------
@@ -492,8 +492,10 @@ def load_weights(
     if str(folder) == os.devnull:
         return result
     folder = Path(folder)
+    refuse_half_written(folder)
     if not folder.is_dir():
-        raise UserError(f"weights folder not found: {folder}")
+        what = "is not a folder" if folder.exists() else "not found"
+        raise UserError(f"weights folder {what}: {folder}")
     context = LoadContext(folder, ignore_missing, result.loaded, result.missing)
     stems = cell_stems(net)
     expected: set[str] = set()
