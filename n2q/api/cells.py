@@ -73,7 +73,7 @@ def set_quantizer(cell: Any, *, weight: QWeight | bool | None = None,
                 pass   # another shape of state: the new one starts from its settings
         where = _device_of(cell)
         if where is not None:
-            quantizer.to(device=where[0])
+            quantizer.to(device=where[0], dtype=where[1])
         set_entries(sec, spec.keys(), drop if spec.solver is not None else (prefix + ".",))
         setattr(cell, attr, quantizer)
         network = cell.__dict__.get("_n2q_network")
@@ -153,7 +153,7 @@ def set_activation(cell: Any, activation: Activation | str) -> None:
     module = make_activation(scratch_section(cell.name, keys))
     set_entries(_section(cell), keys, ("ActivationFunction.",))
     where = _device_of(cell)
-    cell.activation = module if where is None else module.to(device=where[0])
+    cell.activation = module if where is None else module.to(device=where[0], dtype=where[1])
 
 
 def activation_name(cell: Any) -> str:

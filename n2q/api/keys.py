@@ -86,15 +86,16 @@ def new_config(path: str | Path = API_CONFIG_NAME) -> Any:
     return Config(Path(path))
 
 
-def add_section(cfg: Any, name: str, keys: Mapping[str, str]) -> Any:
-    """Append ``[name]`` with ``keys`` to ``cfg`` (a UserError if the name is taken)."""
+def add_section(cfg: Any, name: str, keys: Mapping[str, str], file: str = API_FILE) -> Any:
+    """Append ``[name]`` with ``keys`` to ``cfg`` (a UserError if the name is taken);
+    ``file``: what its messages name (the ONNX file of an ``[onnx]`` section)."""
     from n2q.config import Entry, Section
 
     if not name or any(c in name for c in "[]\n"):
         raise UserError(f"'{name}' is not a section name: use letters, digits, '_', '.' or '-'")
-    sec = Section(cfg, name, [], API_FILE, 0)
+    sec = Section(cfg, name, [], file, 0)
     for key, text in keys.items():
-        sec.entries[key] = Entry(text, API_FILE, 0)
+        sec.entries[key] = Entry(text, file, 0)
     cfg.add_section(sec)
     return sec
 

@@ -79,7 +79,7 @@ class Network(_Network):
             add_section(cfg, f"onnx:{type_name}_def", Layer(type_name, **keys).keys())
         onnx_keys = {"Input": "sp", "Type": "ONNX", "File": str(file.resolve()),
                      "ONNX_init": "1" if init else "0", **layer_keys(**options)}
-        add_section(cfg, "onnx", onnx_keys)
+        add_section(cfg, "onnx", onnx_keys, file=str(file))
         target = "onnx"
         if softmax is not None:
             add_section(cfg, softmax, {"Input": "onnx", "Type": "Softmax", "WithLoss": "1"})
