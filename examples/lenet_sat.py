@@ -26,6 +26,7 @@ def options() -> argparse.Namespace:
     p.add_argument("--stimuli", type=int, default=0, help="stimuli per part (-learn)")
     p.add_argument("--log", type=int, default=1000, help="stimuli between validations")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default=None, help="cpu, or a GPU index (default: GPU 0 if any)")
     p.add_argument("--data-path", default=None, help="MNIST folder (default $N2Q_DATA/mnist)")
     p.add_argument("--workdir", default=".")
     args = p.parse_args()
@@ -91,10 +92,10 @@ def lenet(sp: n2q.Provider, quantize: bool) -> n2q.Network:
 
 def learn(net: n2q.Network, args: argparse.Namespace) -> None:
     best = n2q.learn(net, epochs=args.epochs, stimuli=args.stimuli, log=args.log,
-                     workdir=args.workdir)
+                     workdir=args.workdir, device=args.device)
     if best is not None:      # the best validated weights, as the INI run keeps them
         net.load_weights(best, ignore_missing=False)
-    print(f"test: {n2q.test(net, workdir=args.workdir)}")
+    print(f"test: {n2q.test(net, workdir=args.workdir, device=args.device)}")
 
 
 def main() -> None:
@@ -119,7 +120,7 @@ def main() -> None:
 
     print("\n### Fuse BatchNorm and quantizers: integer-only LeNet ###")
     fused = model.fuse(f"{work}/weights_quantized")
-    print(f"fused test: {n2q.test(model, model=fused, workdir=args.workdir)}")
+    print(f"fused test: {n2q.test(model, model=fused, workdir=args.workdir, device=args.device)}")
     model.draw_graph(f"{work}/lenet_quant")
     model.draw_graph(f"{work}/lenet_fused", model=fused)
 

@@ -37,6 +37,7 @@ def options() -> argparse.Namespace:
     p.add_argument("--size", type=int, default=224, help="crop size (the seed: 224)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default=None, help="cpu, or a GPU index (default: GPU 0 if any)")
     p.add_argument("--workdir", default=".")
     args = p.parse_args()
     if not (args.epochs or args.stimuli):
@@ -109,7 +110,7 @@ def quantize_phase(model: n2q.Network) -> None:
 
 def learn(model: n2q.Network, args: argparse.Namespace, name: str) -> None:
     best = n2q.learn(model, epochs=args.epochs, stimuli=args.stimuli, log=args.log,
-                     workdir=args.workdir, metric="Precision")
+                     workdir=args.workdir, metric="Precision", device=args.device)
     if best is not None:          # go on from the best validated weights
         model.load_weights(best, ignore_missing=False)
     work = args.workdir.rstrip("/")
@@ -129,7 +130,7 @@ def main() -> None:
     quantize_phase(model)
     print(model.summary())
     learn(model, args, "SAT")
-    print(f"test: {n2q.test(model, workdir=args.workdir)}")
+    print(f"test: {n2q.test(model, workdir=args.workdir, device=args.device)}")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def __getattr__(name: str) -> Any:
         value: Any = UserError
     else:
         module = importlib.import_module(f"n2q.api.{_EXPORTS[name]}")
-        value = getattr(module, "Sequence_" if name == "Sequence" else name)
+        value = getattr(module, name)
     globals()[name] = value
     return value
 

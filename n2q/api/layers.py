@@ -84,7 +84,7 @@ class Layer(KeySet):
         if cls.HAS_ACTIVATION:
             make_activation(sec)
         for key in FILLER_KEYS.values():
-            if f"{key}." in str(cls.PREFIXES):
+            if key + "." in cls.PREFIXES:      # cells with weights (Conv, Fc)
                 make_filler(sec, key)
         check_solver_keys(sec)
 

@@ -9,7 +9,8 @@ folders, fusion, graph drawing, and ``to_ini()`` (the INI file of a network buil
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
+from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class Network(_Network):
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def _build(cls, cfg: Any, provider: Provider | None, shape: Sequence[int]) -> Network:
+    def _build(cls, cfg: Any, provider: Provider | None, shape: Seq[int]) -> Network:
         from n2q.net import build_network
         from n2q.train.solvers import check_network_solvers
 
@@ -88,8 +89,8 @@ class Network(_Network):
         return cls._build(cfg, provider, provider.size)
 
     @classmethod
-    def from_layers(cls, layers: Sequence[Layer], provider: Provider | None = None, *,
-                    input_size: Sequence[int] | None = None) -> Network:
+    def from_layers(cls, layers: Seq[Layer], provider: Provider | None = None, *,
+                    input_size: Seq[int] | None = None) -> Network:
         """Stack layers: each reads the previous one (the first reads the provider) unless
         its ``inputs`` say otherwise; the last one is the target. Without a provider, give
         ``input_size`` (width, height, channels) and learn with your own loop."""
@@ -237,7 +238,7 @@ def _provider_config(provider: Provider) -> Any:
     return cfg
 
 
-def Sequence_(layers: Sequence[Layer], provider: Provider | None = None, **options: Any
-              ) -> Network:
-    """``n2q.Sequence([...], provider)``: :meth:`Network.from_layers`."""
-    return Network.from_layers(layers, provider, **options)
+def Sequence(layers: Seq[Layer], provider: Provider | None = None, *,  # noqa: N802
+             input_size: Seq[int] | None = None) -> Network:
+    """``n2q.Sequence([...], provider)``: layers stacked in order (:meth:`Network.from_layers`)."""
+    return Network.from_layers(layers, provider, input_size=input_size)

@@ -34,16 +34,20 @@ def current_seed() -> int:
 
 
 def _device(device: str | Any) -> Any:
+    """None: the first GPU when there is one, else the CPU; else as ``-dev`` ("cpu", "0",
+    "cuda:1") or a torch.device."""
     import torch
 
     from n2q.run import resolve_device
 
     if isinstance(device, torch.device):
         return device
+    if device is None:
+        return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     return resolve_device(str(device), explicit=True)
 
 
-def context(net: Any, *, workdir: str | Path = ".", device: str | Any = "cpu",
+def context(net: Any, *, workdir: str | Path = ".", device: str | Any = None,
             metric: str = "Sensitivity", report_every: int = 100) -> Any:
     """The RunContext of n2q's loop for ``net`` (a :class:`n2q.Network` with a provider)."""
     from n2q.train.loop import RunContext
@@ -69,13 +73,14 @@ def context(net: Any, *, workdir: str | Path = ".", device: str | Any = "cpu",
 
 
 def learn(net: Any, *, epochs: int = 0, stimuli: int = 0, log_epoch: int = 1,
-          log: int = 1000, workdir: str | Path = ".", device: str | Any = "cpu",
+          log: int = 1000, workdir: str | Path = ".", device: str | Any = None,
           metric: str = "Sensitivity") -> Path | None:
     """Learn ``epochs`` shuffled passes over Learn (``-learn-epoch``) or ``stimuli`` stimuli
     drawn with replacement (``-learn``), validating at each log point and saving the best
     weights in ``workdir/weights_validation`` (``weights/`` without a Validation partition).
     The optimizer is rebuilt from the cells' solver keys at each call, so quantizers and
-    solver settings changed between two calls are taken into account. Returns the folder
+    solver settings changed between two calls are taken into account. ``device``: None for
+    the first GPU when there is one, else as ``-dev`` ("cpu", "0"). Returns the folder
     holding the best weights (None: the last weights are the result)."""
     from n2q.train.loop import Learner, LearnPlan
     from n2q.train.solvers import make_optimizer
@@ -93,7 +98,7 @@ def learn(net: Any, *, epochs: int = 0, stimuli: int = 0, log_epoch: int = 1,
 
 
 def test(net: Any, partition: str = "Test", *, workdir: str | Path = ".",
-         device: str | Any = "cpu", model: Any = None) -> dict[str, float]:
+         device: str | Any = None, model: Any = None) -> dict[str, float]:
     """Score ``partition``: {target section: recognition rate in [0, 1]}. ``model``: another
     module returning the same target dict (the fused network of :meth:`Network.fuse`)."""
     from n2q.train.loop import evaluate

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from n2q.api.keys import KeySet, camel_keys, scratch_section
+from n2q.api.keys import KeySet, camel_keys, ini_key, scratch_section
 
 SOLVER_KINDS = {"solver": "Solvers", "weights_solver": "WeightsSolver",
                 "bias_solver": "BiasSolver", "scale_solver": "ScaleSolver"}
@@ -60,6 +60,9 @@ class Filler(KeySet):
     def under(self, key: str) -> dict[str, str]:
         return {key: self.name, **{f"{key}.{k}": v for k, v in self.keys().items()}}
 
+    def __repr__(self) -> str:
+        return f"Filler({self.name!r}{''.join(f', {k}={v}' for k, v in self.keys().items())})"
+
 
 class Activation(KeySet):
     """An activation function: ``Activation("Rectifier", leak_slope=0.1)``; a plain name is
@@ -75,6 +78,10 @@ class Activation(KeySet):
     def under(self, key: str = "ActivationFunction") -> dict[str, str]:
         return {key: self.name, **{f"{key}.{k}": v for k, v in self.keys().items()}}
 
+    def __repr__(self) -> str:
+        return (f"Activation({self.name!r}"
+                f"{''.join(f', {k}={v}' for k, v in self.keys().items())})")
+
 
 def activation_keys(value: Activation | str) -> dict[str, str]:
     return (value if isinstance(value, Activation) else Activation(value)).under()
@@ -87,7 +94,8 @@ class _QuantizerSpec(KeySet):
 
     def __init__(self, method: str, *, solver: Solver | None = None, **settings: Any) -> None:
         self.method = method
-        self.settings = {k: v for k, v in settings.items() if v is not None}
+        # by INI sub-key, so that ``range=`` and ``Range=`` (read back by :meth:`of`) agree
+        self.settings = {ini_key(k): v for k, v in settings.items() if v is not None}
         self.solver = solver
         keys = {self.PREFIX: method, **camel_keys(self.settings, self.PREFIX + ".")}
         if solver is not None:
@@ -106,7 +114,8 @@ class _QuantizerSpec(KeySet):
         """The same method with some settings changed (``q.replace(range=15)``): what the
         seed's ``set_range`` / ``set_quantization`` do between two phases."""
         solver = changes.pop("solver", self.solver)
-        return type(self)(self.method, solver=solver, **{**self.settings, **changes})
+        changed = {ini_key(k): v for k, v in changes.items()}
+        return type(self)(self.method, solver=solver, **{**self.settings, **changed})
 
     def build(self, cell: Any = None) -> Any:
         """The quantizer module (``nn.Module``), built by the registry from these keys."""
@@ -122,15 +131,12 @@ class _QuantizerSpec(KeySet):
         sec = section_for(cell, cls.PREFIX)
         if sec is None or cls.PREFIX not in sec:
             return None
-        from n2q.api.keys import ini_key
-
         settings = {k: sec.str(f"{cls.PREFIX}.{k}") for k in sec.subkeys(cls.PREFIX + ".")}
         solver_keys = {k: sec.str(f"{cls.PREFIX}Solver.{k}")
                        for k in sec.subkeys(cls.PREFIX + "Solver.")}
         solver_type = sec.str(cls.PREFIX + "Solver") if cls.PREFIX + "Solver" in sec else None
         solver = Solver(solver_type, **solver_keys) if solver_keys or solver_type else None
-        return cls(sec.str(cls.PREFIX), solver=solver,
-                   **{ini_key(k): v for k, v in settings.items()})
+        return cls(sec.str(cls.PREFIX), solver=solver, **settings)
 
 
 class QWeight(_QuantizerSpec):
