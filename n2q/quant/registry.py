@@ -169,6 +169,11 @@ class WeightQuantizer(Quantizer):
     def integer(self) -> bool:
         return self.mode == "Integer"
 
+    def run_op(self, op: Callable[..., torch.Tensor], x: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor | None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The cell's op with this quantizer (see :func:`apply_weight_op`); overridable."""
+        return default_run_op(self, op, x, weight, bias, mask)
+
     def fake_quantize(self, w: torch.Tensor) -> torch.Tensor:
         """The quantized weight in float units (= ``q(w)`` in Default mode)."""
         out = self(w)
@@ -199,6 +204,17 @@ def apply_weight_op(quantizer: WeightQuantizer | None, op: Callable[..., torch.T
     so predictions equal fake quantization's."""
     if quantizer is None:
         return op(x, weight if mask is None else weight * mask, bias)
+    run_op = getattr(quantizer, "run_op", None)   # any nn.Module may stand as a quantizer
+    if run_op is not None:
+        return run_op(op, x, weight, bias, mask)
+    return default_run_op(quantizer, op, x, weight, bias, mask)
+
+
+def default_run_op(quantizer: nn.Module, op: Callable[..., torch.Tensor], x: torch.Tensor,
+                   weight: torch.Tensor, bias: torch.Tensor | None,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantize, mask, op, Integer-mode rescale (what :meth:`WeightQuantizer.run_op` does
+    unless a method overrides it, e.g. SimQAT's BatchNorm folding)."""
     wq = quantizer(weight)
     if mask is not None:
         wq = wq * mask
