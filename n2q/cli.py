@@ -7,97 +7,14 @@ This module must not import torch: ``n2q -h`` answers before any heavy import.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 from n2q import __version__
-from n2q.errors import UserError
+from n2q.errors import UserError, quiet_interrupts
+from n2q.options import BY_NAME, METRIC_NAMES, OPTION_SPECS, TEST_ONLY, Options, OptionSpec
 
-METRIC_NAMES = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
-                "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy",
-                "F1Score", "Informedness", "Markedness")  # = n2q.train.metrics.METRICS
-EXPORT_TYPES = ("ONNX", "CPP", "CPP_TensorRT", "CPP_cuDNN", "CPP_STM32", "C_HLS")
-
-
-@dataclass
-class Options:
-    """Everything the command line says; field names follow the option names."""
-
-    network: str = ""
-    learn: int = 0
-    learn_epoch: int = 0
-    log: int = 1000
-    log_epoch: int = 1
-    report: int = 100
-    valid_metric: str = "Sensitivity"
-    test: bool = False
-    w: str | None = None
-    w_ignore: bool = False
-    l: str | None = None  # noqa: E741 (N2D2's option name)
-    seed: int = 0
-    dev: str = "0"
-    qat_sat: bool = False
-    fuse: bool = False
-    export: str | None = None
-    find_lr: int = 0
-    bench: bool = False
-    nb_test: int = 0
-    test_index: int = -1
-    debug: bool = False
-    given: list[str] = field(default_factory=list)  # options as written, for the run's header
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    name: str      # as typed, e.g. "-learn-epoch"
-    dest: str      # Options field
-    kind: str      # "int" | "str" | "flag" | "metric" | "dev"
-    help: str
-    value: str = ""  # placeholder of the value in the help
-
-
-OPTION_SPECS: tuple[OptionSpec, ...] = (
-    OptionSpec("-learn", "learn", "int", "learn on N stimuli drawn at random with replacement "
-               "from Learn", "N"),
-    OptionSpec("-learn-epoch", "learn_epoch", "int", "learn N epochs, each a shuffled full pass "
-               "over Learn (a resumed run stops at epoch N)", "N"),
-    OptionSpec("-log", "log", "int", "with -learn: stimuli between two validations", "N"),
-    OptionSpec("-log-epoch", "log_epoch", "int", "with -learn-epoch: epochs between two "
-               "validations", "N"),
-    OptionSpec("-report", "report", "int", "stimuli between two progress updates", "N"),
-    OptionSpec("-valid-metric", "valid_metric", "metric", "metric that picks the best model: "
-               + ", ".join(METRIC_NAMES), "M"),
-    OptionSpec("-test", "test", "flag", "run the Test partition (with the best weights of this "
-               "run reloaded first)"),
-    OptionSpec("-w", "w", "str", "load a weights folder first (missing files: notice; "
-               "-w /dev/null loads nothing)", "DIR"),
-    OptionSpec("-w-ignore", "w_ignore", "flag", "with -test: tolerate missing files when "
-               "reloading the best weights"),
-    OptionSpec("-l", "l", "str", "load a full saved state (net_state/...) and resume", "DIR"),
-    OptionSpec("-seed", "seed", "int", "random seed (written to seed.dat); 0 = time based, or "
-               "seed.dat's for a run that does not learn", "N"),
-    OptionSpec("-dev", "dev", "dev", "device: GPU index, cpu or cuda:N (not given: the GPU for "
-               "DefaultModel=*_CUDA when there is one, else the CPU)", "D"),
-    OptionSpec("-qat-sat", "qat_sat", "flag", "with -test: fuse BatchNorm and SAT quantizers into "
-               "an integer-only network before testing"),
-    OptionSpec("-fuse", "fuse", "flag", "with -test: fold BatchNorm into the preceding Conv "
-               "(float) before testing"),
-    OptionSpec("-export", "export", "str", "export the network: not supported yet (N2D2's "
-               "types: " + ", ".join(EXPORT_TYPES) + ")", "T"),
-    OptionSpec("-find-lr", "find_lr", "int", "learning-rate range test over N stimuli (1e-6 to "
-               "10), writes find_lr_<target>.dat + .png and exits", "N"),
-    OptionSpec("-bench", "bench", "flag", "write timings of learning (timings/)"),
-    OptionSpec("-nb-test", "nb_test", "int", "with -test: the first N test stimuli only (0 = all)",
-               "N"),
-    OptionSpec("-test-index", "test_index", "int", "with -test: one stimulus, index I of Test "
-               "(-1 = all)", "I"),
-    OptionSpec("-learn-stdp", "", "refused", "spiking (STDP) learning: not supported by n2q",
-               "N"),
-    OptionSpec("--debug", "debug", "flag", "print tracebacks of user errors too"),
-)
-_BY_NAME = {spec.name: spec for spec in OPTION_SPECS}
-TEST_ONLY = frozenset({"-qat-sat", "-fuse", "-nb-test", "-test-index", "-w-ignore"})
 _HELP_NAMES = ("-h", "--help", "-help")
 
 
@@ -123,10 +40,14 @@ def _closest(word: str) -> str:
 
 def _convert(spec: OptionSpec, text: str) -> Any:
     if spec.kind == "int":
-        try:
-            value = int(text)
-        except ValueError:
-            raise UserError(f"option {spec.name} expects an integer, got '{text}'") from None
+        if spec.dest == "seed":  # < 2^64 (torch's generator), ASCII digits
+            from n2q.io.seedfile import parse_seed
+
+            return parse_seed(text, "option -seed")
+        # ASCII digits as N2D2 writes them: int() would also take "１２", "1_000" and " 12"
+        if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            raise UserError(f"option {spec.name} expects an integer, got '{text}'")
+        value = int(text)
         if value < 0 and spec.dest != "test_index":
             raise UserError(f"option {spec.name} expects a number >= 0, got {value}")
         return value
@@ -138,6 +59,9 @@ def _convert(spec: OptionSpec, text: str) -> Any:
                             + ", ".join(METRIC_NAMES))
         return text
     if spec.kind == "dev":
+        if not text.isascii():
+            raise UserError(f"option -dev: '{text}' is not a device: use a GPU index (0), cpu or "
+                            "cuda:N")
         return _check_device(text)
     return text
 
@@ -164,7 +88,7 @@ def parse_args(argv: list[str]) -> Options:
             options.network = word
             continue
         name, eq, inline = word.partition("=")
-        spec = _BY_NAME.get(name)
+        spec = BY_NAME.get(name)
         if spec is None:
             raise UserError(f"unknown option {name}{_closest(name)}")
         if spec.kind == "refused":
@@ -182,6 +106,8 @@ def parse_args(argv: list[str]) -> Options:
             text = argv[i]
             i += 1
         else:
+            text = ""
+        if not text:  # "-w=" is not "no -w"
             raise UserError(f"option {name} expects a value ({spec.value}): {name} {spec.value}")
         setattr(options, spec.dest, _convert(spec, text))
         options.given.append(f"{name} {text}")
@@ -229,20 +155,17 @@ def _notice_idle(options: Options, given: set[str]) -> None:
             notice(f"{name} is ignored without {needed}")
 
 
-def describe(options: Options) -> list[str]:
-    """N2D2's header: one ``Option -x: meaning [value]`` line per option given."""
-    out = []
-    for word in options.given:
-        name = word.split(" ", 1)[0]
-        spec = _BY_NAME[name]
-        value = getattr(options, spec.dest)
-        shown = "" if spec.kind == "flag" else f" [{value}]"
-        out.append(f"Option {name}: {spec.help}{shown}")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The n2q command; ``argv=None``: the program itself (sys.argv), which then also exits
+    quietly with 130 on a Ctrl-C during Python's shutdown."""
+    if argv is not None:
+        return _command(list(argv))
+    status = _command(sys.argv[1:])
+    quiet_interrupts()
+    return status
+
+
+def _command(argv: list[str]) -> int:
     if any(a in _HELP_NAMES for a in argv):
         print(help_text())
         return 0
@@ -254,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         import n2q.errors
 
         n2q.errors.DEBUG = True  # debug() lines of every package
+    from n2q.io.resume import SAVED_STATES, interrupted_message
+
+    SAVED_STATES.clear()  # the Ctrl-C message speaks of this command's saves only
+    options = None
     try:
         options = parse_args(argv)
         from n2q.run import run
@@ -267,15 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nInterrupted: every folder written so far is complete "
-              "(resume with -l net_state or -l net_state_validation).", file=sys.stderr)
+        print(f"\n{interrupted_message(options.l if options else None)}", file=sys.stderr)
         return 130
     return 0
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def option_fields() -> list[str]:
-    return [f.name for f in fields(Options)]

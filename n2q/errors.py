@@ -83,3 +83,22 @@ def debug(message: str) -> None:
 
     if DEBUG or os.environ.get("N2Q_DEBUG", "") not in ("", "0"):
         print(f"Debug: {message}", file=sys.stderr)
+
+
+def quiet_interrupts() -> None:
+    """From now on, Ctrl-C ends the process at once with status 130 and no traceback: for the
+    end of the program, when Python joins threads (progress bars, data workers) and a
+    KeyboardInterrupt would print a traceback from ``threading``."""
+    import os
+    import signal
+    import sys
+
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, leave)

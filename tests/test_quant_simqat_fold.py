@@ -38,9 +38,7 @@ def _net(tmp_path, fold: str, extra: str = "", bn_extra: str = ""):
         """
     ini = tmp_path / "net.ini"
     ini.write_text(HEAD + textwrap.dedent(body))
-    net = build_network(load_config(ini), (2, 6, 6))
-    for name, q in quantizers(net):
-        q.bind(net.cells[name], net)
+    net = build_network(load_config(ini), (2, 6, 6))     # binds the quantizers
     torch.manual_seed(0)
     bn = net.cells["bn1"]
     with torch.no_grad():
@@ -70,8 +68,8 @@ def _q8_per_channel(w):
     channel's -M lands on a rounding tie of the spec's grid (v = 0.5), so a second
     implementation of the rounding would differ there by float noise."""
     m = w.abs().amax(dim=(1, 2, 3))
-    scale, _, lo, hi = nudge(-m, m, 0, 255, True)
-    return fake_quantize(w, *(t.float()[:, None, None, None] for t in (scale, lo, hi)))
+    scale, zp, lo, hi = nudge(-m, m, 0, 255, True)
+    return fake_quantize(w, *(t.float()[:, None, None, None] for t in (scale, lo, hi, -zp)))
 
 
 def _factor(bn):
@@ -184,6 +182,5 @@ def test_fold_on_a_conv_with_an_activation_is_refused(tmp_path):
     ini.write_text(HEAD + "[conv1]\nInput=sp\nType=Conv\nKernelDims=3 3\nNbOutputs=3\n"
                    "ActivationFunction=Rectifier\nQWeight=SimQAT\nQWeight.FoldBN=OneConv\n"
                    "[bn1]\nInput=conv1\nType=BatchNorm\n")
-    net = build_network(load_config(ini), (2, 6, 6))
     with pytest.raises(UserError, match=r"net.ini:12: \[conv1\] QWeight.FoldBN: .*linear Conv"):
-        net.cells["conv1"].weight_quantizer.bind(net.cells["conv1"], net)
+        build_network(load_config(ini), (2, 6, 6))      # binds the quantizers

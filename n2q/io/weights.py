@@ -10,9 +10,8 @@ Saving writes everything into ``<folder>.tmp-<pid>`` and renames it at the end (
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
-from n2q.io.atomic import atomic_folder
+from n2q.io.atomic import atomic_folder, refuse_half_written
 from n2q.io.syntxt import column_chunks, read_values, row_chunks, safe_name, write_text
 
 # ---------------------------------------------------------------------------------------------
@@ -55,17 +54,15 @@ def _has_quantizer(cell: Any) -> bool:
 
 
 def quantized_weight(cell: Any) -> torch.Tensor:
-    """The weight as inference uses it, computed without side effects: in eval mode (SLB
-    one-hot), without autograd, and through a copy of the quantizer so that saving never
-    triggers a first-batch initialization or range tracking of the real one."""
-    original, training = cell.weight_quantizer, cell.training
+    """The weight as inference uses it: in eval mode (SLB one-hot), without autograd. A
+    weight quantizer's ``quantize`` is pure in eval mode (no first-batch initialization, no
+    range tracking), so the real quantizer is used."""
+    training = cell.training
     try:
-        cell.weight_quantizer = copy.deepcopy(original)
         cell.eval()
         with torch.no_grad():
             return cell.quantized_weight().detach()
     finally:
-        cell.weight_quantizer = original
         cell.train(training)
 
 
@@ -353,16 +350,6 @@ CELL_FORMATS: dict[str, CellFormat] = {
 }
 
 
-def register_cell_format(cell_type: str) -> Callable[[type[CellFormat]], type[CellFormat]]:
-    """Decorator: the files of cells of ``cell_type`` are handled by this format class."""
-
-    def register(cls: type[CellFormat]) -> type[CellFormat]:
-        CELL_FORMATS[cell_type] = cls()
-        return cls
-
-    return register
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameter files of quantizers and other modules (``files`` / ``load_file`` protocol)
 
@@ -505,8 +492,10 @@ def load_weights(
     if str(folder) == os.devnull:
         return result
     folder = Path(folder)
+    refuse_half_written(folder)
     if not folder.is_dir():
-        raise UserError(f"weights folder not found: {folder}")
+        what = "is not a folder" if folder.exists() else "not found"
+        raise UserError(f"weights folder {what}: {folder}")
     context = LoadContext(folder, ignore_missing, result.loaded, result.missing)
     stems = cell_stems(net)
     expected: set[str] = set()

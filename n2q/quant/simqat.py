@@ -22,8 +22,16 @@ from torch import Tensor
 
 from n2q.errors import UserError
 from n2q.net.base import Shared
-from n2q.quant.protocol import IntegerGrid, QuantizedWeight, Settings
-from n2q.quant.registry import ActQuantizer, WeightQuantizer, register_act, register_weight
+from n2q.quant.protocol import IntegerGrid, QuantizedWeight
+from n2q.quant.registry import (
+    ActQuantizer,
+    QuantizerSettings,
+    WeightQuantizer,
+    act_keys,
+    register_act,
+    register_weight,
+    weight_keys,
+)
 
 FOLD_CHOICES = ("0", "OneConv", "TwoConv")
 INITIAL_ACT_RANGE = 6.0           # spec: [-6, 6] before the first activation batch
@@ -31,31 +39,28 @@ _TINY_SCALE = 1e-12               # a [0, 0] range: every value quantizes to 0
 
 
 @dataclass(frozen=True)
-class SimQATSettings(Settings):
-    """The ``QWeight.*`` / ``QAct.*`` keys of SimQAT (``prefix`` names them in errors)."""
+class SimQATSettings(QuantizerSettings):
+    """The keys SimQAT weights and activations share (spec/quant.md "SimQAT")."""
 
-    prefix: str = "QAct"
-    range: int = 255
+    NAME = "SimQAT"
+    KEYS = (*QuantizerSettings.KEYS, "PerChannel", "Symmetric", "NarrowRange", "EMA",
+            "EMADecay", "QuantDelay")
+
     per_channel: bool = False
     symmetric: bool = False
     narrow_range: bool = False
     ema: bool = False
     ema_decay: float = 0.999
     quant_delay: int = 0
-    fold_bn: str = "0"
-    freeze_bn: int = 100000
 
     def validate(self) -> None:
-        p = self.prefix
-        self.check(self.range >= 1, f"{p}.Range", f"needs Range >= 1, got {self.range}")
+        super().validate()
+        p = self.PREFIX
         self.check(not self.narrow_range or self.range >= 2, f"{p}.NarrowRange",
                    "NarrowRange=1 needs Range >= 2 (its grid is [1, Range])")
         self.check(0.0 <= self.ema_decay <= 1.0, f"{p}.EMADecay", f"must be in [0, 1], got "
                    f"{self.ema_decay}")
         self.check(self.quant_delay >= 0, f"{p}.QuantDelay", "must be >= 0 steps")
-        self.check(self.fold_bn in FOLD_CHOICES, f"{p}.FoldBN",
-                   f"must be one of {', '.join(FOLD_CHOICES)}, got {self.fold_bn}")
-        self.check(self.freeze_bn >= 0, f"{p}.FreezeBN", "must be >= 0 steps")
 
     @property
     def qmin(self) -> int:
@@ -65,34 +70,54 @@ class SimQATSettings(Settings):
     def qmax(self) -> int:
         return self.range
 
+
+@dataclass(frozen=True)
+class SimQATWeightSettings(SimQATSettings):
+    """``QWeight=SimQAT``: symmetric per output channel by default; BatchNorm folding."""
+
+    PREFIX = "QWeight"
+    KEYS = (*SimQATSettings.KEYS, "FoldBN", "FreezeBN")
+
+    per_channel: bool = True
+    symmetric: bool = True
+    fold_bn: str = "0"
+    freeze_bn: int = 100000
+
+    def validate(self) -> None:
+        super().validate()
+        self.check(self.fold_bn in FOLD_CHOICES, "QWeight.FoldBN",
+                   f"must be one of {', '.join(FOLD_CHOICES)}, got {self.fold_bn}")
+        self.check(self.freeze_bn >= 0, "QWeight.FreezeBN", "must be >= 0 steps")
+
     @classmethod
-    def weights_from_section(cls, sec: Any) -> SimQATSettings:
+    def from_section(cls, sec: Any) -> SimQATWeightSettings:
         fold = sec.str("QWeight.FoldBN", "0")
         if "QWeight.FreezeBN" in sec and fold != "TwoConv":
             raise sec.error("QWeight.FreezeBN", "QWeight.FreezeBN only acts with "
                             "QWeight.FoldBN=TwoConv: set it or remove FreezeBN")
         return cls.located(
-            sec, prefix="QWeight", range=sec.int("QWeight.Range", 255),
-            per_channel=sec.bool("QWeight.PerChannel", True),
+            sec, **weight_keys(sec), per_channel=sec.bool("QWeight.PerChannel", True),
             symmetric=sec.bool("QWeight.Symmetric", True),
             narrow_range=sec.bool("QWeight.NarrowRange", False),
             ema=sec.bool("QWeight.EMA", False), ema_decay=sec.float("QWeight.EMADecay", 0.999),
             quant_delay=sec.int("QWeight.QuantDelay", 0), fold_bn=fold,
             freeze_bn=sec.int("QWeight.FreezeBN", 100000))
 
+
+@dataclass(frozen=True)
+class SimQATActSettings(SimQATSettings):
+    """``QAct=SimQAT``: asymmetric per layer by default."""
+
+    PREFIX = "QAct"
+
     @classmethod
-    def acts_from_section(cls, sec: Any) -> SimQATSettings:
+    def from_section(cls, sec: Any) -> SimQATActSettings:
         return cls.located(
-            sec, prefix="QAct", range=sec.int("QAct.Range", 255),
-            per_channel=sec.bool("QAct.PerChannel", False),
+            sec, **act_keys(sec), per_channel=sec.bool("QAct.PerChannel", False),
             symmetric=sec.bool("QAct.Symmetric", False),
             narrow_range=sec.bool("QAct.NarrowRange", False),
             ema=sec.bool("QAct.EMA", False), ema_decay=sec.float("QAct.EMADecay", 0.999),
             quant_delay=sec.int("QAct.QuantDelay", 0))
-
-
-# ---------------------------------------------------------------------------------------------
-# The formulas (spec/quant.md), on min/max tensors [C] (C = 1 per layer)
 
 
 def round_half_away(v: Tensor) -> Tensor:
@@ -112,10 +137,11 @@ def nudge(lo: Tensor, hi: Tensor, qmin: int, qmax: int, symmetric: bool
     if symmetric:
         hi = torch.maximum(-lo, hi)
         lo = -hi
-    scale = ((hi - lo) / (qmax - qmin)).clamp(min=_TINY_SCALE)
+    # the scale is held at float32 precision: the fake-quantized float32 values are then
+    # exactly (q - zp) * scale in float64 (what the integer grid and the fusion reproduce)
+    scale = ((hi - lo) / (qmax - qmin)).clamp(min=_TINY_SCALE).float().double()
     if symmetric:
-        # qmin - min/scale = qmin + (qmax - qmin)/2 exactly; the float quotient may land a hair
-        # under the .5 (zp 127 instead of 128 at 8 bits), so write the exact value
+        # qmin - min/scale = qmin + (qmax - qmin)/2 exactly (the float quotient may miss the .5)
         zp = torch.full_like(scale, float(math.floor(qmin + (qmax - qmin) / 2 + 0.5)))
     else:
         zp = round_half_away(qmin - lo / scale).clamp(qmin, qmax)
@@ -123,30 +149,33 @@ def nudge(lo: Tensor, hi: Tensor, qmin: int, qmax: int, symmetric: bool
 
 
 class _FakeQuant(torch.autograd.Function):
-    """y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo; dL/dx = dL/dy on lo <= x <= hi."""
+    """:func:`fake_quantize`; dL/dx = dL/dy on lo <= x <= hi, 0 elsewhere."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor,
+                offset: Tensor) -> Tensor:
         ctx.save_for_backward(x, lo, hi)
-        return fake_quantize(x, scale, lo, hi)
+        return fake_quantize(x, scale, lo, hi, offset)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, lo, hi = ctx.saved_tensors
         if lo.numel() == 1 and not x.is_cuda:
             # hardtanh_backward passes grad where lo' < x < hi' (strict): one fused pass
             lo_s = torch.nextafter(lo, lo - 1).item()
             hi_s = torch.nextafter(hi, hi + 1).item()
-            return torch.ops.aten.hardtanh_backward(grad, x, lo_s, hi_s), None, None, None
-        return grad * ((x >= lo) & (x <= hi)), None, None, None
+            return torch.ops.aten.hardtanh_backward(grad, x, lo_s, hi_s), None, None, None, None
+        return grad * ((x >= lo) & (x <= hi)), None, None, None, None
 
 
-def fake_quantize(x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
-    """The spec's fake quantization; ``scale``/``lo``/``hi`` broadcast on x (x's dtype)."""
+def fake_quantize(x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor, offset: Tensor) -> Tensor:
+    """The spec's y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo, written (r + offset)*scale
+    with offset = qmin - zp (lo = offset*scale): one rounding, y = (q - zp)*scale exactly.
+    ``scale``/``lo``/``hi``/``offset`` broadcast on x (x's dtype)."""
     v = torch.maximum(torch.minimum(x, hi), lo).sub_(lo).div_(scale)   # in [0, qmax - qmin]
     r = torch.round(v)
     r.add_(v.sub_(r) == 0.5)          # v >= 0: a tie rounded down to even goes up (away)
-    return r.mul_(scale).add_(lo)
+    return r.add_(offset).mul_(scale)
 
 
 def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
@@ -158,11 +187,6 @@ def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
     return t.reshape(shape)
 
 
-def _channels(cell: Any) -> int | None:
-    shape = getattr(cell, "out_shape", None)     # Conv/Fc: axis 0 of the weight
-    return int(shape[0]) if shape else None
-
-
 def channel_min_max(x: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
     """Min and max [C] of x per index of axis ``dim``, or [1] over all of x (dim None)."""
     x = x.detach()
@@ -172,42 +196,32 @@ def channel_min_max(x: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
     return torch.aminmax(x.transpose(0, dim).reshape(x.shape[dim], -1), dim=1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Range tracking and quantization shared by weights and activations
-
-
 class _SimQAT:
     """Mixin of both quantizers: buffers ``min``/``max`` [C], ``steps`` (optimizer steps seen),
     ``tracked`` (a range was observed or loaded)."""
 
-    AXIS: int = 0           # channel axis of the quantized tensor (weights 0, activations 1)
-    FILE_TAG: str = ""
+    # channel axis of the quantized tensor (weights 0, activations 1); INITIAL > 0: the range
+    # [-INITIAL, INITIAL] counts as tracked (the EMA starts there)
+    AXIS, FILE_TAG, INITIAL = 0, "", 0.0
 
-    INITIAL: float = 0.0    # > 0: [-INITIAL, INITIAL] counts as tracked (the EMA starts there)
-    DEFAULTS: dict[str, Any] = {}
-
-    def __init__(self, settings: SimQATSettings | None = None, channels: int | None = None,
-                 **kw: Any) -> None:
-        settings = settings or SimQATSettings(prefix=self.PREFIX, range=kw.pop("range", 255),
-                                              **self.DEFAULTS)
-        super().__init__(range=settings.range, **kw)
-        self.settings = settings
-        c = channels if settings.per_channel and channels else 1
-        self.register_buffer("min", torch.full((c,), -self.INITIAL))
-        self.register_buffer("max", torch.full((c,), self.INITIAL))
+    def __init__(self, settings: SimQATSettings | None = None, **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        self.register_buffer("min", torch.full((1,), -self.INITIAL))   # [C] once bound
+        self.register_buffer("max", torch.full((1,), self.INITIAL))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.register_buffer("tracked", torch.tensor(self.INITIAL > 0))
-
-    @classmethod
-    def options(cls, sec: Any, cell: Any) -> dict[str, Any]:
-        opts = super().options(sec, cell)
-        del opts["range"]                               # part of the settings
-        return {**opts, "settings": cls.READ(sec), "channels": _channels(cell)}
 
     @property
     def quantizing(self) -> bool:
         """Inference always quantizes; training once QuantDelay steps are done."""
         return not self.training or int(self.steps) >= self.settings.quant_delay
+
+    def bind(self, cell: Any, net: Any) -> None:
+        """Per channel: one range per output channel of the cell (its files need the count)."""
+        c = int(cell.out_shape[0]) if self.settings.per_channel else 1
+        if self.min.numel() != c:     # at build time, before any file or state is loaded
+            self.min = self.min.new_full((c,), -self.INITIAL)
+            self.max = self.max.new_full((c,), self.INITIAL)
 
     def after_step(self, step: int) -> None:
         self.steps.fill_(int(step))
@@ -240,26 +254,25 @@ class _SimQAT:
             self._observe(x)
         if not self.quantizing:
             return x
-        scale, _, lo, hi = (_along(t.to(x.dtype), self.AXIS, x.dim())
-                            for t in self._nudged(like))
+        scale, zp, lo, hi = self._nudged(like)
+        args = [_along(t.to(x.dtype), self.AXIS, x.dim())
+                for t in (scale, lo, hi, self.settings.qmin - zp)]
         if not torch.is_grad_enabled() or not x.requires_grad:
-            return fake_quantize(x, scale, lo, hi)
-        return _FakeQuant.apply(x, scale, lo, hi)
+            return fake_quantize(x, *args)
+        return _FakeQuant.apply(x, *args)
 
-    def _grid(self, qmin: int, qmax: int, like: Tensor | None) -> IntegerGrid:
-        s = self.settings
+    def _grid(self, like: Tensor | None) -> IntegerGrid:
+        s, qmin, qmax = self.settings, self.settings.qmin, self.settings.qmax
         scale, zp, _, _ = self._nudged(like)
         axis = self.AXIS if s.per_channel and scale.numel() > 1 else None
         if axis is None:
             scale, zp = scale.reshape(()), zp.reshape(())
-        if s.symmetric and self.AXIS == 0:
-            # symmetric weights are exported as signed integers with zero point 0
+        if s.symmetric and self.AXIS == 0:    # weights: signed integers, zero point 0
             z = int(zp.reshape(-1)[0])
             return IntegerGrid(qmin - z, qmax - z, scale, zp - z, axis)
         return IntegerGrid(qmin, qmax, scale, zp, axis)
 
-    def files(self, cell_name: str) -> dict[str, Tensor]:
-        # one line "min max" per channel (one line per layer)
+    def files(self, cell_name: str) -> dict[str, Tensor]:   # one line "min max" per channel
         return {f"{cell_name}_{self.FILE_TAG}_SimQAT_MinMax.syntxt":
                 torch.stack([self.min, self.max], dim=1).detach()}
 
@@ -288,23 +301,22 @@ class _SimQAT:
         s = self.settings
         return super().extra_repr() + (
             f", per_channel={s.per_channel:d}, symmetric={s.symmetric:d}, narrow={s.narrow_range:d}"
-            f", ema={s.ema_decay if s.ema else 0:g}, delay={s.quant_delay}, fold={s.fold_bn}")
+            f", ema={s.ema_decay if s.ema else 0:g}, delay={s.quant_delay}"
+            + (f", fold={s.fold_bn}" if getattr(s, "fold_bn", "0") != "0" else ""))
 
 
 @register_act("SimQAT")
 class SimQATAct(_SimQAT, ActQuantizer):
     """``QAct=SimQAT``: the cell's output, asymmetric per layer by default."""
 
-    KEYS = {**ActQuantizer.KEYS, "PerChannel": 0, "Symmetric": 0, "NarrowRange": 0, "EMA": 0,
-            "EMADecay": 0.999, "QuantDelay": 0}
+    SETTINGS = SimQATActSettings
     AXIS, FILE_TAG, INITIAL = 1, "QAct", INITIAL_ACT_RANGE
-    READ = SimQATSettings.acts_from_section
 
     def forward(self, x: Tensor) -> Tensor:
         return self._fake(x)
 
     def integer_grid(self, w: Tensor | None = None) -> IntegerGrid:
-        return self._grid(self.settings.qmin, self.settings.qmax, None)
+        return self._grid(None)
 
 
 @register_weight("SimQAT")
@@ -312,19 +324,17 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
     """``QWeight=SimQAT``: symmetric per output channel by default; ``FoldBN`` folds the
     following BatchNorm (bound by :meth:`bind`) into the quantized weight during training."""
 
-    KEYS = {**WeightQuantizer.KEYS, "PerChannel": 1, "Symmetric": 1, "NarrowRange": 0,
-            "EMA": 0, "EMADecay": 0.999, "QuantDelay": 0, "FoldBN": "0", "FreezeBN": 100000}
-    AXIS, FILE_TAG, DEFAULTS = 0, "QWeight", {"per_channel": True, "symmetric": True}
-    READ = SimQATSettings.weights_from_section
+    SETTINGS = SimQATWeightSettings
+    AXIS, FILE_TAG = 0, "QWeight"
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)            # untracked: the weight's own range
         self._bn = Shared(None)                 # the folded BatchNorm cell (not a submodule)
 
-    # -- BatchNorm folding ----------------------------------------------------------------
     def bind(self, cell: Any, net: Any) -> None:
         """FoldBN: find the BatchNorm that is the Conv's only consumer (else a located
         error); TwoConv marks it as normalized upstream so that it does not normalize twice."""
+        super().bind(cell, net)
         fold = self.settings.fold_bn
         if fold == "0":
             return
@@ -352,39 +362,34 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
                             "to its BatchNorm (call bind(cell, net) after building the network)")
         return self._bn.value
 
-    def _factor(self) -> Tensor:
-        return self._bn_cell().fold_factor()
-
     def _folded(self, w: Tensor) -> Tensor:
-        return w if self.settings.fold_bn == "0" else w * _along(self._factor(), 0, w.dim())
+        if self.settings.fold_bn == "0":
+            return w
+        return w * _along(self._bn_cell().fold_factor(), 0, w.dim())
 
-    # -- forward ------------------------------------------------------------------------------
-    def forward(self, w: Tensor) -> Tensor:
-        """The weight the op uses (folded weights: w*gamma/sigma_run, as deployed)."""
+    def quantize(self, w: Tensor) -> QuantizedWeight:
+        """The weight the op uses (folded weights: w*gamma/sigma_run, as deployed); training
+        also tracks its range."""
         folded = self._folded(w)
-        return self._fake(folded, like=folded)
-
-    def quantize(self, w: Tensor) -> QuantizedWeight:   # the protocol's pure form
-        return QuantizedWeight(self(w))
+        return QuantizedWeight(self._fake(folded, like=folded))
 
     def integer_grid(self, w: Tensor | None = None) -> IntegerGrid:
         if w is None:
             raise ValueError("QWeight=SimQAT: integer_grid needs the cell's weight")
         with torch.no_grad():
-            like = self._folded(w)
-        return self._grid(self.settings.qmin, self.settings.qmax, like)
+            return self._grid(self._folded(w))
 
     def run_op(self, op: Callable[..., Tensor], x: Tensor, weight: Tensor,
                bias: Tensor | None, mask: Tensor | None = None) -> Tensor:
         fold = self.settings.fold_bn
         if fold == "0":
             return super().run_op(op, x, weight, bias, mask)
-        wq = self(weight)
+        wq = self.quantize(weight).weight
         if mask is not None:
             wq = wq * mask
         if fold == "OneConv":
             # y = conv(x, Q(w f)) / f (+ b); the BatchNorm cell then normalizes y
-            y = op(x, wq, None) / _along(self._factor(), 1, x.dim())
+            y = op(x, wq, None) / _along(self._bn_cell().fold_factor(), 1, x.dim())
             return y if bias is None else y + _along(bias, 1, y.dim())
         # TwoConv: the batch statistics come from a float conv (training before FreezeBN)
         batch = self.training and int(self.steps) < self.settings.freeze_bn
