@@ -4,6 +4,7 @@ Importing this package registers every method (SAT, LSQ, ...) so that the regist
 Fusion (``n2q.quant.fuse``) is imported on its own by ``-qat-sat``.
 """
 
+import n2q.quant.simqat  # noqa: F401  (registers SimQAT)
 from n2q.quant import lsq, sat  # noqa: F401  (registers the methods; add new ones here)
 
 # isort: split
