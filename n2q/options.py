@@ -76,8 +76,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "quantizers the network has (SAT, LSQ...) into integers (= -qat-sat)"),
     OptionSpec("-fuse", "fuse", "flag", "with -test: fold BatchNorm into the preceding Conv "
                "(float) before testing"),
-    OptionSpec("-export", "export", "str", "export the network: not supported yet (N2D2's "
-               "types: " + ", ".join(EXPORT_TYPES) + ")", "T"),
+    OptionSpec("-export", "export", "str", "export the network: ONNX (float, or QDQ when "
+               "quantized) into export_ONNX/; N2D2's other types are refused", "T"),
     OptionSpec("-find-lr", "find_lr", "int", "learning-rate range test over N stimuli (1e-6 to "
                "10), writes find_lr_<target>.dat + .png and exits", "N"),
     OptionSpec("-bench", "bench", "flag", "write timings of learning (timings/)"),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fuse_helpers
+import helpers
 import pytest
 import torch
-from fuse_helpers import random_stimuli
+from helpers import random_stimuli
 
 from n2q.config import load_config
 from n2q.errors import UserError
@@ -160,7 +160,7 @@ def stimuli(n: int, seed: int) -> torch.Tensor:
 
 
 def train_briefly(net, steps: int = 25, seed: int = 0) -> None:
-    fuse_helpers.train_briefly(
+    helpers.train_briefly(
         net, SHAPE, "softmax", 5, steps=steps, batch=32, lr=0.05, first_seed=1000,
         seed=seed,
     )

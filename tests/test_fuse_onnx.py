@@ -23,9 +23,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import fuse_helpers  # noqa: E402
-from fuse_helpers import random_stimuli  # noqa: E402
-from test_onnx_quant import sat_ini  # noqa: E402
+import helpers  # noqa: E402
+from helpers import random_stimuli, sat_ini  # noqa: E402
 
 from n2q.config import load_config  # noqa: E402
 from n2q.net import build_network  # noqa: E402
@@ -59,7 +58,7 @@ def negate_some_gammas(net) -> None:
 
 
 def train_briefly(net, steps: int = 10, seed: int = 0) -> None:
-    fuse_helpers.train_briefly(
+    helpers.train_briefly(
         net, SHAPE, "soft1", 3, steps=steps, batch=16, lr=0.02, first_seed=100, seed=seed
     )
 
