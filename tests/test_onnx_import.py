@@ -31,7 +31,7 @@ from helpers import (  # noqa: E402
 
 from n2q.errors import UserError  # noqa: E402
 from n2q.net import build_network  # noqa: E402
-from n2q.net.onnx import config_for_onnx_file  # noqa: E402
+from n2q.net.onnx_file import config_for_onnx_file  # noqa: E402
 from n2q.net.onnx_ops import ONNX_OPS  # noqa: E402
 
 SMALL = {"size": 32, "classes": 10, "widths": (8, 16, 16, 32)}
