@@ -116,7 +116,7 @@ def set_solver_parameter(cell: Any, name: str, value: Any) -> None:
     """The seed's ``cell.set_solver_parameter("learning_rate", 0.05)`` (``Solvers.*``). The
     key name is checked now; the cell's solver keys together (a CosineDecay policy needs
     MaxIterations...) when the next :func:`n2q.learn` reads them."""
-    from n2q.train.solvers import check_solver_keys
+    from n2q.train.solver_keys import check_solver_keys
 
     keys = {f"Solvers.{k}": v for k, v in camel_keys({name: value}).items()}
     check_solver_keys(scratch_section(getattr(cell, "name", "cell"), keys))
