@@ -51,8 +51,8 @@ class SimQATSettings(QuantizerSettings):
     symmetric: bool = False
     narrow_range: bool = False
     ema: bool = False
-    ema_decay: float = 0.999
-    quant_delay: int = 0
+    ema_decay: float = 0.999            # EMA: new = decay*batch + (1 - decay)*old
+    quant_delay: int = 0                # optimizer steps of float forward (ranges tracked)
 
     def validate(self) -> None:
         super().validate()
@@ -63,13 +63,8 @@ class SimQATSettings(QuantizerSettings):
                    f"{self.ema_decay}")
         self.check(self.quant_delay >= 0, f"{p}.QuantDelay", "must be >= 0 steps")
 
-    @property
-    def qmin(self) -> int:
-        return 1 if self.narrow_range else 0
-
-    @property
-    def qmax(self) -> int:
-        return self.range
+    qmin = property(lambda self: 1 if self.narrow_range else 0)   # the unsigned grid [qmin, R]
+    qmax = property(lambda self: self.range)
 
 
 @dataclass(frozen=True)
@@ -154,47 +149,41 @@ class _FakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, scale: Bound, lo: Bound, hi: Bound, offset: Bound) -> Tensor:
+        ctx.bounds = None
         if isinstance(lo, float):     # per layer: the bounds just outside [lo, hi] in x's dtype
-            ctx.bounds = [float(torch.nextafter(torch.tensor(b, dtype=x.dtype),
-                                                torch.tensor(d, dtype=x.dtype)))
-                          for b, d in ((lo, -math.inf), (hi, math.inf))]
-            ctx.save_for_backward(x)
-        else:
-            ctx.bounds = None
-            ctx.save_for_backward(x, lo, hi)
+            b = torch.tensor([lo, hi], dtype=x.dtype)
+            ctx.bounds = torch.nextafter(b, b + torch.tensor([-1.0, 1.0])).tolist()
+        ctx.save_for_backward(x, *(() if ctx.bounds else (lo, hi)))
         return fake_quantize(x, scale, lo, hi, offset)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.bounds is not None:    # hardtanh_backward passes grad on lo' < x < hi' (strict)
-            (x,) = ctx.saved_tensors
+            x = ctx.saved_tensors[0]
             return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None, None, None, None
         x, lo, hi = ctx.saved_tensors
         return grad * ((x >= lo) & (x <= hi)), None, None, None, None
 
 
 def fake_quantize(x: Tensor, scale: Bound, lo: Bound, hi: Bound, offset: Bound) -> Tensor:
-    """The spec's y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo, written (r + offset)*scale
-    with offset = qmin - zp (lo = offset*scale): one rounding, y = (q - zp)*scale exactly.
-    ``scale``/``lo``/``hi``/``offset`` broadcast on x (x's dtype)."""
+    """The spec's y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo as (r + offset)*scale with
+    offset = qmin - zp = lo/scale: one rounding, y = (q - zp)*scale exactly (x's dtype)."""
     if isinstance(lo, float):                   # per layer: scalar kernels, one clamp pass
         v = torch.clamp(x, lo, hi)
     else:
         v = torch.maximum(torch.minimum(x, hi), lo)
     v = v.sub_(lo).div_(scale)                              # in [0, qmax - qmin]
-    # v >= 0: round half away = floor(v) + [frac(v) >= 0.5], with float kernels only (exact:
-    # frac and 2*frac are exact; this CPU build's boolean kernels are much slower)
+    # v >= 0: round half away = floor(v) + floor(2 frac(v)), exact, float kernels only (this
+    # CPU build's boolean kernels are much slower)
     r = torch.floor(v)
     return v.sub_(r).mul_(2).floor_().add_(r).add_(offset).mul_(scale)
 
 
 def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
     """[C] -> shape broadcasting on axis ``dim`` of an ``ndim``-d tensor ([1] stays scalar)."""
-    if t.numel() == 1:
-        return t.reshape(())
     shape = [1] * ndim
     shape[dim] = -1
-    return t.reshape(shape)
+    return t.reshape(()) if t.numel() == 1 else t.reshape(shape)
 
 
 def channel_min_max(x: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
