@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -151,8 +152,9 @@ class _FakeQuant(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, scale: Bound, lo: Bound, hi: Bound, offset: Bound) -> Tensor:
         ctx.bounds = None
         if isinstance(lo, float):     # per layer: the bounds just outside [lo, hi] in x's dtype
-            b = torch.tensor([lo, hi], dtype=x.dtype)
-            ctx.bounds = torch.nextafter(b, b + torch.tensor([-1.0, 1.0])).tolist()
+            dtype = torch.empty(0, dtype=x.dtype).numpy().dtype   # (numpy: torch's is slow)
+            ctx.bounds = np.nextafter(np.array([lo, hi], dtype), np.array([-1, 1], dtype)
+                                      * np.inf).tolist()
         ctx.save_for_backward(x, *(() if ctx.bounds else (lo, hi)))
         return fake_quantize(x, scale, lo, hi, offset)
 
