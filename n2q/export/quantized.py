@@ -3,7 +3,7 @@
 Weights: ``q.integer_grid(w)`` gives the grid of the cell's quantized weight; the integers are
 stored as an initializer followed by DequantizeLinear (per axis 0 when the grid is per
 channel). Activations: ``q.integer_grid()`` gives the output grid; the cell's output goes
-through [clamp] -> QuantizeLinear -> DequantizeLinear. Biases stay float (TensorRT's
+through QuantizeLinear -> DequantizeLinear [-> clamp]. Biases stay float (TensorRT's
 convention: no QDQ on biases). A quantizer whose ``integer_grid`` is None has no integer form
 (SAT's clamp phase): the export is refused, naming the cell.
 """
