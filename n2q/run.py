@@ -30,8 +30,10 @@ SEED_FILE = "seed.dat"
 def load_network_file(path: str) -> Config:
     """The Config of ``n2q NET.ini`` or ``n2q NET.onnx``."""
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"no such network file: {path}")
+    if not file.is_file():  # /dev/null, a folder, a fifo
+        raise UserError(f"{path} is not a file: give an INI or .onnx network file")
     if file.suffix.lower() == ".onnx":
         return onnx_file_config(file)
     from n2q.config import load_config
@@ -42,7 +44,7 @@ def load_network_file(path: str) -> Config:
 def onnx_file_config(file: Path) -> Config:
     """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
-    from n2q.net.onnx import config_for_onnx_file
+    from n2q.net.onnx_file import config_for_onnx_file
 
     return config_for_onnx_file(file)
 
@@ -62,13 +64,10 @@ def choose_seed(options: Options, saved: int | None, workdir: Path) -> tuple[int
     if options.seed:
         return options.seed, False
     seed_file = workdir / SEED_FILE
-    if not learning and seed_file.is_file():
-        text = seed_file.read_text().strip()
-        try:
-            return int(text), True
-        except ValueError:
-            raise UserError(f"'{text}' is not a seed: write one integer or delete the file",
-                            file=seed_file) from None
+    if not learning and seed_file.exists():
+        from n2q.io.seedfile import read_seed_file
+
+        return read_seed_file(seed_file), True  # < 2^64, a located error otherwise
     return int(time.time()) & 0x7FFFFFFF, False
 
 
@@ -131,6 +130,10 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
 
     Those files are written only once the INI, the data and the weights to load are known
     good: a bad input leaves nothing behind. Returns the context and the -l state."""
+    from n2q.io.atomic import recover_interrupted
+    from n2q.preflight import check_run
+
+    recover_interrupted(workdir)  # folders a killed run left mid-replacement (with a notice)
     print(f"Loading network configuration file {options.network}")
     cfg = load_network_file(options.network)
     state = read_saved_state(options.l) if options.l else None
@@ -140,6 +143,7 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
     ctx = build_context(cfg, options, seed, workdir)
     load_initial_weights(ctx, options, state)
     check_test_index(ctx, options)
+    check_run(ctx, options, seed_file=not from_file)  # before the first file is written
     if not from_file:
         (workdir / SEED_FILE).write_text(str(seed))
     write_run_files(ctx)
@@ -296,7 +300,11 @@ def run_learning(ctx: RunContext, options: Options, state: dict[str, Any] | None
     else:
         save_weights(ctx.net, ctx.workdir / "weights_init")
         print("[LOG] Initial weights (weights_init/)")
-    return learner.run()
+    best = learner.run()
+    if best is not None and not best.is_dir():  # a state already past the request, moved here
+        notice(f"nothing left to learn: testing the weights of the saved state {options.l}")
+        return None
+    return best
 
 
 def resume_metric(ctx: RunContext, options: Options, saved: str | None) -> None:

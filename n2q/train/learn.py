@@ -2,9 +2,9 @@
 
 ``Learner`` runs ``-learn-epoch N`` (shuffled full passes) or ``-learn N`` (stimuli drawn with
 replacement), validating at the log points, saving ``weights_validation/`` +
-``net_state_validation/`` on each new best (``weights/`` + ``net_state/`` without a Validation
-partition) and the target folders' files, and calling the quantizer lifecycle
-(n2q.train.lifecycle).
+``net_state_validation/`` on each new best and ``net_state/`` (the latest) at every log point
+(``weights/`` + ``net_state/`` without a Validation partition) and the target folders' files,
+and calling the quantizer lifecycle (n2q.train.lifecycle).
 
 Exact resume: the full state is saved at log points only; it holds the net, the solver state
 and step counters, the RNG states and the position (epoch or stimuli done), and the data order
@@ -303,6 +303,9 @@ class Learner:
             print("    'weights' saved!")
             return
         self._validate(save_weights)
+        # the latest full state beside the best one (N2D2's net_state/): -l net_state resumes
+        # from this log point, not from the last best one
+        self.save_state("net_state")
 
     def _validate(self, save_weights: Any) -> None:
         results = evaluate(self.ctx, "Validation", desc="Validation")
