@@ -41,8 +41,8 @@ def report_text(graph: ExportedGraph, check: CheckResult, *, model_file: str,
         if check.near_ties:
             shown = ", ".join(f"#{i} (n2q margin {m:.3g})" for i, m in
                               check.near_ties[:MAX_LISTED])
-            lines.append(f"  class differs on {len(check.near_ties)} stimuli, all from "
-                         f"level rounding ties; n2q's top-two margins: {shown}")
+            lines.append(f"  class differs on {len(check.near_ties)} stimuli (n2q's top-two "
+                         f"logit margins: {shown})")
     else:
         lines.append(f"  tolerance: every cell output within {FLOAT_TOLERANCE:g} x max(1, "
                      "max |value|) of n2q's")
