@@ -90,3 +90,26 @@ def test_float_export_reads_back_with_the_same_predictions(test_data: Path, tmp_
     second = rate_and_matrix(again, capsys.readouterr().out)
     assert second == first
     assert float(first[0].split()[3].rstrip("%")) > 50      # it learned: not a constant net
+
+
+@pytest.mark.slow
+def test_learn_then_export_exports_the_best_weights(tmp_path: Path, monkeypatch,
+                                                    capsys) -> None:
+    """-learn ... -export ONNX without -test: the export reloads this run's best weights
+    (weights_validation/), so the exported Gemm weights are those of that folder."""
+    import numpy as np
+    import onnx
+    from helpers import make_tiny_workdir, n2q, write_net
+    from onnx import numpy_helper
+
+    work = make_tiny_workdir(tmp_path, monkeypatch)
+    ini = write_net(work)
+    assert n2q(ini, "-learn", "384", "-log", "96", "-seed", "1", "-export", "ONNX") == 0
+    out = capsys.readouterr().out
+    assert "Importing weights from directory 'weights_validation'." in out
+    assert "Exported the float ONNX model to export_ONNX/tiny.onnx" in out
+    model = onnx.load(str(work / "export_ONNX" / "tiny.onnx"))
+    exported = numpy_helper.to_array(next(i for i in model.graph.initializer
+                                          if i.name == "fc2/weight"))
+    saved = np.loadtxt(work / "weights_validation" / "fc2_weights.syntxt", ndmin=2)
+    assert exported.shape == saved.shape and np.allclose(exported, saved, atol=1e-6)
