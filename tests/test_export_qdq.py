@@ -320,3 +320,16 @@ def test_other_export_types_name_onnx(kind: str, tmp_path: Path) -> None:
 def test_unknown_export_type(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="-export TFLite: unknown export type; n2q exports ONNX"):
         export_network(tiny_net(tmp_path), "TFLite", batch=stimuli(), folder=tmp_path)
+
+
+def test_ten_bit_activations_are_int16_qdq_at_opset_21(tmp_path: Path) -> None:
+    net = tiny_net(tmp_path)
+    net.cells["bn1"].act_quantizer = GridAct(grid(0, 1023, 0.005))
+    result = export_network(net, "ONNX", batch=stimuli(), folder=tmp_path, name="tiny")
+    model = onnx.load(str(result.model))
+    inits = initializers(model)
+    assert model.opset_import[0].version == 21 and model.ir_version == 10
+    assert inits["bn1/q/zero_point"].dtype == np.int16 and inits["bn1/q/zero_point"] == 0
+    assert inits["bn1/q/max"] == np.float32(1023 * 0.005)
+    assert "int16 activations (TensorRT quantizes to int8)" in (
+        result.folder / "report.txt").read_text()

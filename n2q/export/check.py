@@ -53,15 +53,23 @@ class CheckResult:
         return text
 
 
-def session(model: Any, optimize: bool) -> Any:
+def run_session(model: Any, optimize: bool, outputs: list[str], feed: dict[str, Any]
+                ) -> list[Any]:
+    """onnxruntime (CPU) on ``model``; a model it cannot load or run is a UserError."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        return session.run(outputs, feed)
+    except Exception as error:  # onnxruntime raises its own exception types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise UserError(f"{EXPORT}: onnxruntime {ort.__version__} cannot run the exported "
+                        f"model ({first}): nothing written") from None
 
 
 def with_all_outputs(graph: ExportedGraph) -> Any:
@@ -97,9 +105,9 @@ def check_export(net: Any, graph: ExportedGraph, batch: torch.Tensor,
     result = CheckResult(stimuli=int(x.shape[0]))
     names = list(graph.tensor_of)
     tensors = [graph.tensor_of[n] for n in names]
-    outs = session(with_all_outputs(graph), False).run(tensors, feed)
+    outs = run_session(with_all_outputs(graph), False, tensors, feed)
     ort = {n: torch.from_numpy(np.asarray(o)) for n, o in zip(names, outs, strict=True)}
-    deployed = session(graph.model, True).run(graph.outputs, feed)
+    deployed = run_session(graph.model, True, graph.outputs, feed)
     _end_to_end(net, graph, dict(zip(graph.outputs, deployed, strict=True)), ort, ref, result)
     ort[graph.input_name] = x
     for name in names:
