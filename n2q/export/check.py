@@ -2,7 +2,8 @@
 
 Two onnxruntime runs on the same batch:
 - the model as written, with onnxruntime's default optimizations (what a user runs): its
-  target outputs against n2q's;
+  target outputs against n2q's (classes, reported) and against the unoptimized run's (within
+  FLOAT_TOLERANCE: the optimizations must not change the model);
 - the model with every cell's tensor added as an output, optimizations off: cell by cell,
   n2q's cell is run on onnxruntime's own inputs of that cell, so that a difference shows where
   it arises and does not propagate.
@@ -146,6 +147,14 @@ def _end_to_end(net: Any, graph: ExportedGraph, deployed: dict[str, np.ndarray],
         if out.numel():
             result.max_deployed_diff = max(result.max_deployed_diff,
                                            float((out - theirs).abs().max()))
+            # onnxruntime's optimizations must not change the model: the optimized run (as
+            # deployed) against the unoptimized one that was checked cell by cell
+            plain = ort[target].flatten(1)
+            moved = float((plain - theirs).abs().max())
+            if moved > FLOAT_TOLERANCE * max(1.0, float(plain.abs().max())):
+                raise UserError(f"{EXPORT}: onnxruntime's optimized run changes {target} by "
+                                f"{moved:.3g} against its unoptimized run (tolerance "
+                                f"{FLOAT_TOLERANCE:g}): nothing written")
         if mine.shape[1] < 2:
             result.same_class += result.stimuli
             continue

@@ -37,7 +37,8 @@ def report_text(graph: ExportedGraph, check: CheckResult, *, model_file: str,
     if graph.quantized:
         lines.append(f"  tolerance: each quantized tensor at most one level from n2q's on at "
                      f"most {LEVEL_SHARE:g} of its values (cell by cell, same inputs); float "
-                     f"tensors within {FLOAT_TOLERANCE:g} x max(1, max |value|)")
+                     f"tensors within {FLOAT_TOLERANCE:g} x max(1, max |value|); the outputs "
+                     "of onnxruntime's optimized run within the same of its unoptimized run")
         if check.near_ties:
             shown = ", ".join(f"#{i} (n2q margin {m:.3g})" for i, m in
                               check.near_ties[:MAX_LISTED])
