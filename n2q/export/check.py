@@ -108,11 +108,11 @@ def check_export(net: Any, graph: ExportedGraph, batch: torch.Tensor,
     tensors = [graph.tensor_of[n] for n in names]
     outs = run_session(with_all_outputs(graph), False, tensors, feed)
     ort = {n: torch.from_numpy(np.asarray(o)) for n, o in zip(names, outs, strict=True)}
+    ort[graph.input_name] = x
+    for name in names:      # first the cell where a difference arises, if any
+        _layer(net, name, ort, ref, act_grids.get(name), result)
     deployed = run_session(graph.model, True, graph.outputs, feed)
     _end_to_end(net, graph, dict(zip(graph.outputs, deployed, strict=True)), ort, ref, result)
-    ort[graph.input_name] = x
-    for name in names:
-        _layer(net, name, ort, ref, act_grids.get(name), result)
     return result
 
 
