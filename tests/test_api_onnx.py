@@ -15,7 +15,7 @@ import n2q
 from n2q.quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import resnet18v1, run_onnxruntime  # noqa: E402
+from helpers import resnet18v1, run_onnxruntime  # noqa: E402
 
 WIDTHS = (8, 8, 16, 16)
 

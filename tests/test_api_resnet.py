@@ -19,7 +19,7 @@ import onnx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import make_tiny_imagenet, resnet18v1  # noqa: E402
+from helpers import make_tiny_imagenet, resnet18v1  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = (8, 8, 16, 16)
