@@ -198,9 +198,12 @@ def _layer(net: Any, name: str, ort: dict[str, torch.Tensor], ref: dict[str, tor
     diff = float((mine - theirs).abs().max()) if mine.numel() else 0.0
     scale = max(1.0, float(mine.abs().max())) if mine.numel() else 1.0
     if diff > FLOAT_TOLERANCE * scale:
+        why = ("; its weight quantizer changes the op beyond the quantized weight (e.g. it "
+               "folds the next BatchNorm during training), which the export does not express"
+               if getattr(cell, "weight_quantizer", None) is not None else "")
         raise UserError(f"{EXPORT}: cell {name}: onnxruntime's output differs from n2q's by "
                         f"{diff:.3g} on the same inputs (tolerance {FLOAT_TOLERANCE:g} x "
-                        f"{scale:.3g}): nothing written")
+                        f"{scale:.3g}){why}: nothing written")
     result.layer_lines.append(f"{name}: max |difference| {diff:.3g}")
 
 

@@ -167,7 +167,8 @@ def grid_summary(grid: IntegerGrid) -> str:
     scale = f"{float(s.min()):.6g}..{float(s.max()):.6g} (per channel)" if grid.per_channel \
         else f"{float(s):.6g}"
     zp = grid.zero_point
-    zps = (f"{float(zp.min()):g}..{float(zp.max()):g}" if zp.dim() else f"{float(zp):g}")
+    zps = (f"{float(zp.min()):g}..{float(zp.max()):g}" if zp.dim() and zp.min() != zp.max()
+           else f"{float(zp.reshape(-1)[0]):g}")
     step = f" step {grid.stride}" if grid.stride > 1 else ""
     return (f"[{grid.qmin}, {grid.qmax}]{step} ({grid.levels} levels, {level_bits(grid)} bits), "
             f"scale {scale}, zp {zps}")
