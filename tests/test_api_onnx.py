@@ -75,9 +75,9 @@ def test_every_weight_method_on_cells_between_phases(zoo_file: Path, method: str
     loss = net.output(x).logsumexp(1).sum()
     loss.backward()
     assert net["resnetv15_stage1_conv0_fwd"].weight.grad is not None
+    cell = net["resnetv15_stage1_conv0_fwd"]
     with torch.no_grad():
-        levels = torch.unique(net["resnetv15_stage1_conv0_fwd"].quantized_weight())
-    assert len(levels) <= 16
+        on_grid(cell.weight_quantizer.integer_grid(cell.weight), cell.quantized_weight())
 
 
 @pytest.mark.parametrize("method", sorted(ACT_QUANTIZERS))
@@ -89,7 +89,17 @@ def test_every_act_method_replaces_the_relus(zoo_file: Path, method: str) -> Non
         n2q.set_activation(cell, "Linear")
         n2q.set_quantizer(cell, act=n2q.QAct(method, range=15))
     assert all(type(c.act_quantizer) is ACT_QUANTIZERS[method] for c in relus)
-    out = net.forward_all(torch.rand(2, 3, 32, 32))
+    net.eval()
+    with torch.no_grad():
+        out = net.forward_all(torch.rand(2, 3, 32, 32))
     for cell in relus:
-        values = torch.unique(out[cell.name])
-        assert len(values) <= 16 and values.min() >= 0       # 4-bit, unsigned
+        on_grid(cell.act_quantizer.integer_grid(), out[cell.name])
+
+
+def on_grid(grid, values: torch.Tensor) -> None:
+    """``values`` are integers of ``grid`` (n2q.quant.protocol), a 4-bit grid (Range=15)."""
+    assert grid is not None and grid.levels <= 16
+    q = grid.integers(values)
+    torch.testing.assert_close(grid.dequantize(q), values.double(), rtol=1e-5, atol=1e-6)
+    assert q.min() >= grid.qmin and q.max() <= grid.qmax
+    assert torch.all((q - grid.qmin) % grid.stride == 0)
