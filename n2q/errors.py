@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -102,3 +103,21 @@ def quiet_interrupts() -> None:
         os._exit(130)
 
     signal.signal(signal.SIGINT, leave)
+
+
+def is_allocation_failure(error: BaseException) -> bool:
+    """A tensor that does not fit in memory (MemoryError, torch's CPU allocator or CUDA out of
+    memory, both RuntimeErrors)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text))
+
+
+def too_large(section: Any, error: BaseException) -> BaseException:
+    """What to raise for ``error`` met while building the layer of ``section``: a UserError at
+    the section when a tensor did not fit in memory, else ``error`` itself (internal)."""
+    if not is_allocation_failure(error):
+        return error
+    return section.error(None, "this layer needs more memory than there is: check its sizes "
+                               "(NbOutputs, KernelDims...)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from n2q.errors import UserError
+from n2q.errors import UserError, is_allocation_failure
 
 if TYPE_CHECKING:  # pragma: no cover
     from n2q.options import Options
@@ -47,8 +47,16 @@ def check_stimulus_size(ctx: RunContext, partition: str) -> None:
     """The first stimulus of ``partition`` through its transformations: the provider refuses
     one whose size differs from [sp] (located UserError), now rather than at the first batch."""
     ids = ctx.sp.partition_ids(partition)
-    if len(ids):
+    if not len(ids):
+        return
+    try:
         ctx.sp.stimulus(partition, int(ids[0]), 0)
+    except (MemoryError, RuntimeError) as error:
+        if not is_allocation_failure(error):
+            raise
+        raise UserError(f"one {partition} stimulus needs more memory than there is: check the "
+                        "sizes of the provider and its transformations", file=ctx.cfg.path
+                        ) from None
 
 
 def check_fusable(net: object) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from n2q.errors import UserError, notice
-from n2q.options import EXPORT_TYPES, Options, describe
+from n2q.options import Options, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,7 +44,7 @@ def load_network_file(path: str) -> Config:
 def onnx_file_config(file: Path) -> Config:
     """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
-    from n2q.net.onnx import config_for_onnx_file
+    from n2q.net.onnx_file import config_for_onnx_file
 
     return config_for_onnx_file(file)
 
@@ -118,6 +118,10 @@ def run(options: Options) -> None:
     best_folder = run_learning(ctx, options, state) if learned else None
     if options.test:
         run_test(ctx, options, best_folder, learned)
+    if options.export:  # n2q.export: the best weights of a learning run not reloaded by -test
+        from n2q.export import export_from_run
+
+        export_from_run(ctx, options.export, best_folder if not options.test else None)
     print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
 
 
@@ -147,15 +151,11 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
 
 
 def check_export(kind: str | None) -> None:
-    """-export is refused before any work (ONNX export comes with a later issue)."""
-    if kind is None:
-        return
-    if kind not in EXPORT_TYPES:
-        raise UserError(f"-export {kind}: unknown export type; N2D2's are "
-                        f"{', '.join(EXPORT_TYPES)}")
-    raise UserError(f"-export {kind}: exporting is not supported yet by n2q"
-                    + (" (ONNX export is planned)" if kind == "ONNX" else
-                       "; only ONNX export is planned"))
+    """-export: the type is checked before any work (n2q.export)."""
+    if kind is not None:
+        from n2q.export import check_export_type
+
+        check_export_type(kind)
 
 
 def read_saved_state(folder: str) -> dict[str, Any]:

@@ -211,3 +211,14 @@ def test_ctrl_c_while_exiting_is_quiet(tmp_path: Path) -> None:
     assert out.startswith("n2q ")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_a_network_too_large_for_memory_is_one_line(
+        tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = write_net(tiny)
+    text = (tiny / ini).read_text()
+    (tiny / ini).write_text(text.replace("NbOutputs=24", "NbOutputs=2147483647"))
+    before = listing(tiny)
+    line = refused(capsys, ini, "-test")
+    assert "memory" in line and "fc1" in line, line
+    assert listing(tiny) == before

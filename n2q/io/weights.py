@@ -202,6 +202,14 @@ def _load_bias(cell: Any, path: Path) -> None:
     _assign(cell.bias, read_values(path, [1] * out, "output"))
 
 
+def _stored(cell: Any) -> torch.Tensor:
+    """The weight a folder saves: the quantizer's ``stored_weight`` (SLB: one-hot), else the
+    float weight."""
+    stored = getattr(getattr(cell, "weight_quantizer", None), "stored_weight", None)
+    weight = stored(cell.weight) if stored is not None else None
+    return cell.weight if weight is None else weight
+
+
 class WeightsAndBiasesFormat(CellFormat):
     """Conv and Fc: ``<cell>_weights.syntxt`` + ``<cell>_biases.syntxt`` (or ``<cell>.syntxt``)."""
 
@@ -226,7 +234,7 @@ class WeightsAndBiasesFormat(CellFormat):
 
     def save(self, cell: Any, stem: str, folder: Path,
              quantized: torch.Tensor | None = None) -> None:
-        write_text(folder / f"{stem}_weights.syntxt", self.text(cell, _numpy(cell.weight)))
+        write_text(folder / f"{stem}_weights.syntxt", self.text(cell, _numpy(_stored(cell))))
         if getattr(cell, "bias", None) is not None:
             write_text(folder / f"{stem}_biases.syntxt", column_chunks(_numpy(cell.bias)))
         if quantized is not None:
