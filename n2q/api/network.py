@@ -141,7 +141,7 @@ class Network(_Network):
         same network."""
         if self.config is None:
             raise UserError("this network has no INI description")
-        return render_ini(self.config)
+        return render_ini(self.config, self.cells.values())
 
     # -- weights folders, fusion, drawing, export -------------------------------------------
     def save_weights(self, folder: str | Path, *, plots: bool = True) -> Path:

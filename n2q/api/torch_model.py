@@ -242,6 +242,9 @@ def _put_weight_quantizer(layer: nn.Module, spec: QWeight) -> None:
     quantizer = spec.build().to(layer.weight.device)
     layer.__class__ = _quantized_class(type(layer), _QuantizedLayer)
     layer.weight_quantizer = quantizer
+    if getattr(quantizer, "replaces_weight", False):
+        # protocol: the quantizer learns its own parameters instead of the float weight
+        layer.weight.requires_grad_(False)
 
 
 def quantized_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
