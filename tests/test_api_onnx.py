@@ -3,19 +3,16 @@ on the cells of such a network and changed between phases."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import resnet18v1, run_onnxruntime
 
 import n2q
 from n2q.quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import resnet18v1, run_onnxruntime  # noqa: E402
 
 WIDTHS = (8, 8, 16, 16)
 
