@@ -16,9 +16,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import resnet18v1
 from onnx import TensorProto
 from onnx import helper as oh
-from test_onnx_graphs import resnet18v1
 
 from n2q.config import load_config
 from n2q.errors import UserError
