@@ -45,6 +45,11 @@ class Options:
     nb_test: int = 0
     test_index: int = -1
     debug: bool = False
+    # data-parallel learning and GPU fast path (issue 14, n2q.train.distributed)
+    multidev: str | None = None
+    sync_bn: bool = False
+    compile: bool = False
+    dist_timeout: int = 1800
     given: list[str] = field(default_factory=list)  # options as written, for the run's header
 
 
@@ -92,6 +97,16 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "N"),
     OptionSpec("-test-index", "test_index", "int", "with -test: one stimulus, index I of Test "
                "(-1 = all)", "I"),
+    # -- data-parallel learning (n2q.train.distributed, n2q.train.multidev) --
+    OptionSpec("-multidev", "multidev", "str", "learn on several GPUs, one process each, "
+               "started by n2q (N2D2's spelling; torchrun --nproc_per_node=N -m n2q is the "
+               "same); without CUDA: that many CPU processes", "0,1,..."),
+    OptionSpec("-sync-bn", "sync_bn", "flag", "with several processes: BatchNorm statistics "
+               "of the global batch while learning (default: each process's own batch)"),
+    OptionSpec("-compile", "compile", "flag", "learn with a compiled step (torch.compile): "
+               "same numbers up to float rounding, slow first batches"),
+    OptionSpec("-dist-timeout", "dist_timeout", "int", "with several processes: seconds a "
+               "process waits for the others before the run stops", "S"),
     OptionSpec("-learn-stdp", "", "refused", "spiking (STDP) learning: not supported by n2q",
                "N"),
     OptionSpec("--debug", "debug", "flag", "print tracebacks of user errors too"),
@@ -211,6 +226,10 @@ def _check_consistency(options: Options) -> None:
             raise UserError(f"{name} acts on the test phase: add -test")
     if options.find_lr and (options.learn or options.learn_epoch or options.test):
         raise UserError("-find-lr exits after the range test: learn or test in another command")
+    if options.multidev is not None and "-dev" in given:
+        raise UserError("-multidev and -dev are exclusive: -multidev names every device")
+    if options.dist_timeout < 1:
+        raise UserError("option -dist-timeout must be >= 1 (seconds)")
     if options.nb_test and options.test_index >= 0:
         raise UserError("-nb-test and -test-index are exclusive: test N stimuli or one")
     _notice_idle(options, given)
@@ -256,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         n2q.errors.DEBUG = True  # debug() lines of every package
     try:
         options = parse_args(argv)
+        if options.multidev is not None:  # issue 14: n2q starts one process per device
+            from n2q.train.multidev import launch, launched, parse_devices
+
+            devices = parse_devices(options.multidev)
+            if not launched():
+                return launch(argv, devices)
         from n2q.run import run
 
         run(options)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from n2q.errors import UserError, notice
+from n2q.train.distributed import current as current_dist  # issue 14: rank / world
+from n2q.train.distributed import reseed_rank, session, silence_reports
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -108,18 +110,19 @@ def run(options: Options) -> None:
     from n2q.cli import describe
 
     start = time.perf_counter()
-    for line in describe(options):
-        print(line)
-    check_export(options.export)
-    ctx, state = prepare(options, Path("."))
-    if options.find_lr:
-        run_find_lr(ctx, options)
-        return
-    learned = bool(options.learn or options.learn_epoch)
-    best_folder = run_learning(ctx, options, state) if learned else None
-    if options.test:
-        run_test(ctx, options, best_folder, learned)
-    print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
+    with session(options):  # issue 14: one process, or one rank of torchrun / -multidev
+        for line in describe(options):
+            print(line)
+        check_export(options.export)
+        ctx, state = prepare(options, Path("."))
+        if options.find_lr:
+            run_find_lr(ctx, options)
+            return
+        learned = bool(options.learn or options.learn_epoch)
+        best_folder = run_learning(ctx, options, state) if learned else None
+        if options.test:
+            run_test(ctx, options, best_folder, learned)
+        print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
 
 
 def prepare(options: Options, workdir: Path) -> tuple[Any, dict[str, Any] | None]:
@@ -136,9 +139,10 @@ def prepare(options: Options, workdir: Path) -> tuple[Any, dict[str, Any] | None
     ctx = build_context(cfg, options, seed, workdir)
     load_initial_weights(ctx, options, state)
     check_test_index(ctx, options)
-    if not from_file:
-        (workdir / SEED_FILE).write_text(str(seed))
-    write_run_files(ctx)
+    if current_dist().is_main:  # issue 14: rank 0 writes
+        if not from_file:
+            (workdir / SEED_FILE).write_text(str(seed))
+        write_run_files(ctx)
     return ctx, state
 
 
@@ -190,6 +194,7 @@ def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
     print(f"Testing database size: {sizes.get('Test', 0)} images")
     print(net.summary())
     targets = make_targets(net, sp, workdir)
+    silence_reports(targets)  # issue 14: ranks > 0 write no target files
     for name in cfg.unused_sections():
         notice(f"unused section [{name}]")
     net.to(device=device, dtype=dtype)
@@ -229,6 +234,7 @@ def device_and_dtype(cfg: Any, options: Options) -> tuple[torch.device, torch.dt
         device = resolve_device(options.dev, explicit)
     else:
         device = torch.device("cpu")
+    device = current_dist().device or device  # issue 14: this rank's device
     dtype = getattr(torch, settings.dtype)
     if dtype == torch.float16 and device.type == "cpu":
         raise cfg.globals.error("DefaultDataType", "Float16 learning needs a GPU (-dev 0); "
@@ -284,7 +290,7 @@ def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Pa
     from n2q.train.solvers import make_optimizer
 
     require_learn(ctx, "-learn-epoch" if options.learn_epoch else "-learn")
-    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
+    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size * current_dist().world)  # global
     plan = LearnPlan(epochs=options.learn_epoch, stimuli=options.learn,
                      log_epoch=options.log_epoch, log=options.log)
     learner = Learner(ctx, optimizer, plan)
@@ -295,8 +301,10 @@ def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Pa
         restore_rng_states(state["rng"])
         print(f"Resuming after {learner.epoch} epoch(s), {learner.stimuli} stimuli")
     else:
-        save_weights(ctx.net, ctx.workdir / "weights_init")
-        print("[LOG] Initial weights (weights_init/)")
+        if current_dist().is_main:
+            save_weights(ctx.net, ctx.workdir / "weights_init")
+            print("[LOG] Initial weights (weights_init/)")
+    reseed_rank(ctx.seed, learner.epoch)  # issue 14: ranks > 0 draw their own dropout masks
     return learner.run()
 
 
@@ -371,11 +379,12 @@ def fuse_for_test(ctx: Any) -> Any:
     fused, float_lines = fuse_sat(ctx.net)
     for line in float_lines:
         notice(line)
-    save_fused(fused, ctx.workdir / "weights_quantized")
-    print("    'weights_quantized' saved!")
-    graph = ctx.workdir / ctx.cfg.path.name
-    draw_graph(fused, graph)
-    print(f"[LOG] Network graph after fusion ({graph.name}.png)")
+    if current_dist().is_main:  # issue 14: rank 0 writes
+        save_fused(fused, ctx.workdir / "weights_quantized")
+        print("    'weights_quantized' saved!")
+        graph = ctx.workdir / ctx.cfg.path.name
+        draw_graph(fused, graph)
+        print(f"[LOG] Network graph after fusion ({graph.name}.png)")
     return fused.to(ctx.device)
 
 

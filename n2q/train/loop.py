@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
+from n2q.train import ddp  # issue 14: data-parallel learning, GPU fast path
+from n2q.train import distributed as dist  # issue 14
 from n2q.train.metrics import (
     ConfusionMatrix,
     final_block,
@@ -97,15 +99,16 @@ def evaluate(ctx: RunContext, partition: str, *, net: Any = None, limit: int | N
     progress = Progress(total, desc or partition, ctx.report_every)
     try:
         loader = ctx.sp.loader(partition, shuffle=False, limit=limit, indices=indices,
-                               with_ids=True)
+                               with_ids=True, shard=dist.shard("eval"))
         for x, labels, ids in loader:
-            outs = model(x.to(ctx.device, ctx.dtype, non_blocking=True))
+            outs = model(ddp.to_device(x, ctx.device, ctx.dtype))
             for t in ctx.targets:
                 _score_batch(ctx.sp, t, outs[t.cell], labels, ids, results[t.section])
-            progress.update(len(labels))
+            progress.update(len(labels) * dist.current().world)
     finally:
         progress.close()
         model.train(was_training)
+    dist.reduce_scores(results, ctx.sp, partition)  # each rank scored its shard
     return results
 
 
@@ -212,6 +215,7 @@ class Learner:
         self.timings: list[tuple[int, int, float, float]] = []  # (batches, stimuli, data, step)
         self.pending_lines: list[str] = []
         optimizer.on_rate_change = self.pending_lines.append
+        self.model = ddp.wrap(ctx.net)  # DDP (several processes), compiled step (-compile)
 
     # -- state -----------------------------------------------------------------------------------
     def progress_state(self) -> dict[str, Any]:
@@ -270,7 +274,8 @@ class Learner:
                    f"to learn for -learn-epoch {n}")
             return
         for epoch in range(self.epoch, n):
-            loader = self.ctx.sp.loader("Learn", shuffle=True, epoch=epoch, with_ids=True)
+            loader = self.ctx.sp.loader("Learn", shuffle=True, epoch=epoch, with_ids=True,
+                                        shard=dist.shard())
             self._learn_batches(loader, self.ctx.sp.partition_sizes()["Learn"],
                                 f"Epoch {epoch + 1}/{n}")
             self.epoch = epoch + 1
@@ -293,7 +298,7 @@ class Learner:
             rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, index, 0x1EA4])
             positions = rng.integers(0, size, size=count).tolist()
             loader = self.ctx.sp.loader("Learn", shuffle=False, indices=positions,
-                                        with_ids=True)
+                                        with_ids=True, shard=dist.shard())
             self._learn_batches(loader, count, f"Learn {self.stimuli + count}/{n}")
             self._log_point()
 
@@ -303,11 +308,11 @@ class Learner:
         data_time = step_time = 0.0
         t0 = synced = time.perf_counter()
         try:
-            for x, labels, ids in loader:
+            for k, (x, labels, ids) in enumerate(loader):
                 t1 = time.perf_counter()
-                loss = self._train_batch(x, labels, ids)
+                n = dist.batch_stimuli(k, total, len(labels), self.ctx.sp.batch_size)  # global
+                loss = self._train_batch(x, labels, ids, n)
                 losses.append(loss)
-                n = len(labels)
                 self.stimuli += n
                 self.batches += 1
                 # reading values forces a host/device sync: at report points, at most every
@@ -331,15 +336,17 @@ class Learner:
         self.timings.append((self.batches, self.stimuli, data_time, step_time))
 
     def _train_batch(self, x: torch.Tensor, labels: torch.Tensor,
-                     ids: torch.Tensor) -> torch.Tensor:
+                     ids: torch.Tensor, n_global: int) -> torch.Tensor:
         dev = self.ctx.device
-        x = x.to(dev, self.ctx.dtype, non_blocking=True)
+        x = ddp.to_device(x, dev, self.ctx.dtype)
         y = labels.to(dev, non_blocking=True)
-        outs = self.ctx.net(x)
-        classes = {t.section: t.map_labels(y) for t in self.ctx.targets}
-        loss = sum(t.loss(outs[t.cell], classes[t.section]) for t in self.ctx.targets)
-        loss.backward()
+        with ddp.step_context(self.model, self.opt):  # no all-reduce while accumulating
+            outs = self.model(x)
+            classes = {t.section: t.map_labels(y) for t in self.ctx.targets}
+            loss = sum(t.loss(outs[t.cell], classes[t.section]) for t in self.ctx.targets)
+            (loss * dist.loss_weight(len(labels), n_global)).backward()
         self.opt.step()
+        ddp.after_step(self.ctx.net, self.batches == 0)  # quantizer state equal on all ranks
         with torch.no_grad():
             for t in self.ctx.targets:
                 yt = classes[t.section]
@@ -401,17 +408,23 @@ class Learner:
         from n2q.io.weights import save_weights
 
         self._sync_success()
-        for t in self.ctx.targets:
+        ddp.consistent(self.ctx.net)  # one model on every rank (BatchNorm, quantizers)
+        for t in self.ctx.targets:  # learning success: rank 0's shard; confusion: all ranks
             t.report.write_success("learning", self.success[t.section])
-            t.report.write_confusion("learning", self.tally.confusion(t))
-            t.report.write_misclassified("learning", self.tally.misclassified(self.ctx.sp, t))
+            cm = self.tally.confusion(t)
+            cm.counts = dist.sum_counts(cm.counts)
+            t.report.write_confusion("learning", cm)
+            t.report.write_misclassified(
+                "learning", dist.gather_rows(self.tally.misclassified(self.ctx.sp, t)))
         self.tally.reset()
         if not self.has_validation:
-            save_weights(self.ctx.net, self.ctx.workdir / "weights")
-            self.save_state("net_state")
-            print("    'weights' saved!")
-            return
-        self._validate(save_weights)
+            if dist.current().is_main:
+                save_weights(self.ctx.net, self.ctx.workdir / "weights")
+                self.save_state("net_state")
+                print("    'weights' saved!")
+        else:
+            self._validate(save_weights)
+        dist.barrier()  # the other ranks may read what rank 0 just wrote
 
     def _validate(self, save_weights: Any) -> None:
         results = evaluate(self.ctx, "Validation", desc="Validation")
@@ -425,9 +438,10 @@ class Learner:
         if is_better(metric, score, self.best):
             self.best = score
             print(f"+++ BEST validation score: {percent(score)}% [{metric}]")
-            save_weights(self.ctx.net, self.ctx.workdir / "weights_validation")
-            print("    'weights_validation' saved!")
-            self.save_state("net_state_validation")
+            if dist.current().is_main:
+                save_weights(self.ctx.net, self.ctx.workdir / "weights_validation")
+                print("    'weights_validation' saved!")
+                self.save_state("net_state_validation")
             for t in self.ctx.targets:
                 write_partition_reports(t, "validation", results[t.section])
         else:
@@ -436,7 +450,7 @@ class Learner:
         print(metrics_block(results[first.section].cm.macro()), flush=True)
 
     def _write_timings(self) -> None:
-        if not self.ctx.bench or not self.timings:
+        if not self.ctx.bench or not self.timings or not dist.current().is_main:
             return
         folder = self.ctx.workdir / "timings"
         folder.mkdir(exist_ok=True)
