@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -41,11 +42,18 @@ def wrap(net: torch.nn.Module) -> torch.nn.Module:
         if _STATE.sync_bn:
             use_sync_batchnorm(net)
         cuda = _STATE.device is not None and _STATE.device.type == "cuda"
-        model = DistributedDataParallel(net, device_ids=[_STATE.device] if cuda else None,
-                                        broadcast_buffers=False)
+        ids = [_STATE.device] if cuda else None
+        # buffers: rank 0's once at construction, never at each forward
+        model = (DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)
+                 if "forward_sync_buffers" in _DDP_ARGS else
+                 DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False))
     if _STATE.compile:
         model = torch.compile(model)
     return model
+
+
+_DDP_ARGS = frozenset(inspect.signature(
+    torch.nn.parallel.DistributedDataParallel.__init__).parameters)
 
 
 def _channels_last_pays(net: torch.nn.Module) -> bool:
