@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -312,7 +313,7 @@ def test_resume_a_two_rank_run_with_two_ranks_and_with_one(tmp_path: Path) -> No
                               cwd=cwd, env=_env(data), capture_output=True, text=True,
                               timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
-    (single / "net_state").symlink_to(part / "net_state")
+    shutil.copytree(part / "net_state", single / "net_state")  # the state after epoch 1
     run = _n2q(part, data, ini32, "-learn-epoch", 2, "-l", "net_state", "-multidev", "0,1")
     assert run.returncode == 0, run.stderr
     assert "Resuming after 1 epoch(s)" in run.stdout
@@ -322,6 +323,121 @@ def test_resume_a_two_rank_run_with_two_ranks_and_with_one(tmp_path: Path) -> No
                "-l", "net_state")
     assert one.returncode == 0, one.stderr
     _close(_weights(single / "weights"), expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model side, in two processes started here (n2q.train.ddp)
+# ------------------------------------------------------------------------------------------------
+WORKER = r"""
+import sys
+import torch
+import torch.distributed as tdist
+import torch.nn.functional as F
+from n2q.config import load_config
+from n2q.net import build_network
+from n2q.train import ddp, distributed as dist
+from n2q.train.solvers import make_optimizer
+
+
+class Options:
+    dev, sync_bn, compile, dist_timeout, multidev, find_lr = "cpu", True, False, 60, None, 0
+
+
+def learn(sync):
+    torch.manual_seed(0)
+    net = build_network(load_config(sys.argv[1]), (1, 8, 8))
+    model = ddp.wrap(net)
+    opt = make_optimizer(net, 64)
+    g = torch.Generator().manual_seed(100 + rank)  # each rank its own stimuli
+    inits = []
+    for step in range(3):
+        x = torch.rand(32, 1, 8, 8, generator=g) * (1 + 3 * rank)
+        y = torch.randint(0, 10, (32,), generator=g)
+        with ddp.step_context(model, opt):
+            out = model(x)["softmax"].flatten(1)
+            F.cross_entropy(out, y).backward()
+        if step == 0:
+            inits = [float(q.step_size) for q in (net.cells["fc1"].weight_quantizer,
+                                                  net.cells["fc1"].act_quantizer)]
+        opt.step()
+        if sync:
+            ddp.after_step(net, step == 0)
+    return inits, {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def sync_bn():
+    g = torch.Generator().manual_seed(7)  # the same global batch on both ranks
+    x_all = torch.randn(64, 3, 4, 4, generator=g) * 2 + 1
+    dy_all = torch.randn(64, 3, 4, 4, generator=g)
+    w, b = torch.rand(3, generator=g) + 0.5, torch.randn(3, generator=g)
+    out = {}
+    for name, x in (("global", x_all), ("rank", x_all[32 * rank:32 * (rank + 1)])):
+        x = x.clone().requires_grad_()
+        wi, bi = w.clone().requires_grad_(), b.clone().requires_grad_()
+        mean, var = torch.zeros(3), torch.ones(3)
+        if name == "global":
+            y = F.batch_norm(x, mean, var, wi, bi, True, 0.1, 1e-5)
+            (y * dy_all).sum().backward()
+        else:
+            y = ddp._SyncBatchNorm.apply(x, wi, bi, mean, var, 1e-5, 0.1)
+            (y * dy_all[32 * rank:32 * (rank + 1)]).sum().backward()
+            for t in (wi.grad, bi.grad):
+                tdist.all_reduce(t)  # what DDP does (times W: the loss here is a sum)
+        out[name] = (y.detach(), x.grad, wi.grad, bi.grad, mean, var)
+    return out
+
+
+with dist.session(Options()):
+    rank = dist.current().rank
+    result = {"synced": learn(True), "alone": learn(False), "bn": sync_bn()}
+    everyone = [None, None]
+    tdist.all_gather_object(everyone, result)
+    if rank == 0:
+        torch.save(everyone, sys.argv[2])
+"""
+
+
+def _workers(tmp_path: Path, *args: object) -> list:
+    import torch
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), *map(str, args)], cwd=tmp_path,
+                              env=_env(tmp_path, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    return torch.load(args[1], weights_only=False)
+
+
+@pytest.mark.slow
+def test_quantizer_state_and_sync_batchnorm_on_two_ranks(tmp_path: Path) -> None:
+    """LSQ: each rank initializes its step sizes from its own first batch (they differ); after
+    learning with ``after_step`` both ranks hold the same state, bit for bit; without it they
+    drift apart (the check can fail). Synchronized BatchNorm on 2 x 32 = F.batch_norm on 64:
+    outputs, input gradients, summed weight/bias gradients, running statistics."""
+    import torch
+
+    ranks = _workers(tmp_path, _write_ini(tmp_path, batch=32, lsq=True), tmp_path / "out.pt")
+    (inits0, state0), (inits1, state1) = ranks[0]["synced"], ranks[1]["synced"]
+    assert inits0[1] != pytest.approx(inits1[1], rel=1e-3)  # activations: their own batch
+    assert inits0[0] == inits1[0]  # weights: the same on both ranks
+    assert state0.keys() == state1.keys()
+    for key in state0:
+        assert torch.equal(state0[key], state1[key]), key
+    alone0, alone1 = ranks[0]["alone"][1], ranks[1]["alone"][1]
+    assert not all(torch.equal(alone0[k], alone1[k]) for k in alone0)
+    for rank in (0, 1):
+        y, dx, dw, db, mean, var = ranks[rank]["bn"]["rank"]
+        gy, gdx, gdw, gdb, gmean, gvar = ranks[rank]["bn"]["global"]
+        part = slice(32 * rank, 32 * (rank + 1))
+        torch.testing.assert_close(y, gy[part], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dx, gdx[part], rtol=1e-5, atol=1e-5)
+        for mine, ref in ((dw, gdw), (db, gdb), (mean, gmean), (var, gvar)):
+            torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,7 +473,10 @@ def _wait_for_rank(parent: int, rank: int, ready: Path, timeout: float = 120) ->
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            try:
+                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            except OSError:  # a short-lived child (the launcher's CUDA probe)
+                continue
             if f"RANK={rank}".encode() in environ and ready.is_dir():
                 time.sleep(0.5)
                 return int(child)
