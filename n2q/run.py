@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from n2q.errors import UserError, notice
+from n2q.options import EXPORT_TYPES, Options, describe
 from n2q.train.distributed import current as current_dist  # issue 14: rank / world
 from n2q.train.distributed import reseed_rank, session, silence_reports
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from n2q.cli import Options
+    from n2q.config import Config
+    from n2q.train.context import RunContext
 
 SEED_FILE = "seed.dat"
 
@@ -27,7 +29,7 @@ SEED_FILE = "seed.dat"
 # ------------------------------------------------------------------------------------------------
 # the network file (INI, or ONNX: an in-memory INI holding an [onnx] section, n2q.net.onnx)
 # ------------------------------------------------------------------------------------------------
-def load_network_file(path: str) -> Any:
+def load_network_file(path: str) -> Config:
     """The Config of ``n2q NET.ini`` or ``n2q NET.onnx``."""
     file = Path(path)
     if not file.is_file():
@@ -39,7 +41,7 @@ def load_network_file(path: str) -> Any:
     return load_config(file)
 
 
-def onnx_file_config(file: Path) -> Any:
+def onnx_file_config(file: Path) -> Config:
     """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
     from n2q.net.onnx import config_for_onnx_file
@@ -107,8 +109,6 @@ def resolve_device(spec: str, explicit: bool) -> torch.device:
 # ------------------------------------------------------------------------------------------------
 def run(options: Options) -> None:
     """The phases of one command: prepare, then find-lr (exits) or learn and/or test."""
-    from n2q.cli import describe
-
     start = time.perf_counter()
     with session(options):  # issue 14: one process, or one rank of torchrun / -multidev
         for line in describe(options):
@@ -125,7 +125,7 @@ def run(options: Options) -> None:
         print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
 
 
-def prepare(options: Options, workdir: Path) -> tuple[Any, dict[str, Any] | None]:
+def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any] | None]:
     """Network file, seed, data, network, -w / -l weights; then seed.dat and the graph.
 
     Those files are written only once the INI, the data and the weights to load are known
@@ -150,8 +150,6 @@ def check_export(kind: str | None) -> None:
     """-export is refused before any work (ONNX export comes with a later issue)."""
     if kind is None:
         return
-    from n2q.cli import EXPORT_TYPES
-
     if kind not in EXPORT_TYPES:
         raise UserError(f"-export {kind}: unknown export type; N2D2's are "
                         f"{', '.join(EXPORT_TYPES)}")
@@ -171,19 +169,19 @@ def read_saved_state(folder: str) -> dict[str, Any]:
     return state
 
 
-def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
+def build_context(cfg: Config, options: Options, seed: int, workdir: Path) -> RunContext:
     """Network, data, targets, device; prints the partition sizes and the summary.
 
     The network is built (and its solver keys checked) from the provider's size alone, before
     the data base loads: a mistake in a layer section shows at once, even for ImageNet."""
     from n2q.data import make_provider
-    from n2q.data.provider import StimuliProvider
+    from n2q.data.provider import StimuliProvider, provider_section
     from n2q.net import build_network
-    from n2q.train.loop import RunContext
+    from n2q.train.context import RunContext
     from n2q.train.solvers import check_network_solvers
     from n2q.train.targets import make_targets
 
-    provider = "env" if "sp" not in cfg and "env" in cfg else "sp"
+    provider = provider_section(cfg)
     net = build_network(cfg, StimuliProvider._read_size(cfg[provider]))
     check_network_solvers(net)
     device, dtype = device_and_dtype(cfg, options)
@@ -203,14 +201,14 @@ def build_context(cfg: Any, options: Options, seed: int, workdir: Path) -> Any:
                       workdir=workdir, bench=options.bench, dtype=dtype)
 
 
-def check_test_index(ctx: Any, options: Options) -> None:
+def check_test_index(ctx: RunContext, options: Options) -> None:
     size = ctx.sp.partition_sizes().get("Test", 0)
     if options.test and size and options.test_index >= size:
         raise UserError(f"-test-index {options.test_index}: out of range, the Test partition "
                         f"has {size} stimuli (indices 0..{size - 1})")
 
 
-def write_run_files(ctx: Any) -> None:
+def write_run_files(ctx: RunContext) -> None:
     """The labels logs of the target folders and the graph ``<ini>.png`` (+ ``.dot``)."""
     from n2q.io.graph import draw_graph
     from n2q.train.targets import write_labels_logs
@@ -221,7 +219,7 @@ def write_run_files(ctx: Any) -> None:
     print(f"[LOG] Network graph ({graph.name}.png)")
 
 
-def device_and_dtype(cfg: Any, options: Options) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(cfg: Config, options: Options) -> tuple[torch.device, torch.dtype]:
     """-dev when given; else the GPU for DefaultModel=*_CUDA (when there is one), the CPU for
     other models. DefaultDataType=Float64 / Float16 sets the network's precision."""
     import torch
@@ -242,7 +240,7 @@ def device_and_dtype(cfg: Any, options: Options) -> tuple[torch.device, torch.dt
     return device, dtype
 
 
-def load_initial_weights(ctx: Any, options: Options, state: dict[str, Any] | None) -> None:
+def load_initial_weights(ctx: RunContext, options: Options, state: dict[str, Any] | None) -> None:
     """-w DIR (tolerant of missing files) or the network part of -l DIR."""
     if options.w:
         from n2q.io.weights import load_weights
@@ -267,14 +265,14 @@ def load_matching(target: Any, saved: dict[str, Any], folder: str, what: str) ->
                         f"(was it saved by another INI?): {first}") from error
 
 
-def require_learn(ctx: Any, phase: str) -> None:
-    if ctx.sp.partition_sizes().get("Learn", 0) == 0:
+def require_learn(ctx: RunContext, phase: str) -> None:
+    if ctx.learn_size() == 0:
         raise UserError(f"{phase}: the Learn partition is empty, nothing to learn from",
                         file=ctx.cfg.path)
 
 
-def run_find_lr(ctx: Any, options: Options) -> None:
-    from n2q.train.loop import find_lr
+def run_find_lr(ctx: RunContext, options: Options) -> None:
+    from n2q.train.find_lr import find_lr
     from n2q.train.solvers import make_optimizer
 
     require_learn(ctx, "-find-lr")
@@ -282,11 +280,12 @@ def run_find_lr(ctx: Any, options: Options) -> None:
     find_lr(ctx, optimizer, options.find_lr)
 
 
-def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Path | None:
+def run_learning(ctx: RunContext, options: Options, state: dict[str, Any] | None
+                 ) -> Path | None:
     """-learn / -learn-epoch, resumed from the -l state; returns the best weights' folder."""
     from n2q.io.state import restore_rng_states
     from n2q.io.weights import save_weights
-    from n2q.train.loop import Learner, LearnPlan
+    from n2q.train.learn import Learner, LearnPlan
     from n2q.train.solvers import make_optimizer
 
     require_learn(ctx, "-learn-epoch" if options.learn_epoch else "-learn")
@@ -300,15 +299,14 @@ def run_learning(ctx: Any, options: Options, state: dict[str, Any] | None) -> Pa
         learner.restore(state["progress"])
         restore_rng_states(state["rng"])
         print(f"Resuming after {learner.epoch} epoch(s), {learner.stimuli} stimuli")
-    else:
-        if current_dist().is_main:
-            save_weights(ctx.net, ctx.workdir / "weights_init")
-            print("[LOG] Initial weights (weights_init/)")
+    elif current_dist().is_main:
+        save_weights(ctx.net, ctx.workdir / "weights_init")
+        print("[LOG] Initial weights (weights_init/)")
     reseed_rank(ctx.seed, learner.epoch)  # issue 14: ranks > 0 draw their own dropout masks
     return learner.run()
 
 
-def resume_metric(ctx: Any, options: Options, saved: str | None) -> None:
+def resume_metric(ctx: RunContext, options: Options, saved: str | None) -> None:
     """The best score of a saved state is in its -valid-metric: a resumed run keeps it."""
     if saved is None or saved == ctx.metric:
         return
@@ -319,10 +317,12 @@ def resume_metric(ctx: Any, options: Options, saved: str | None) -> None:
     ctx.metric = saved
 
 
-def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool) -> None:
+def run_test(ctx: RunContext, options: Options, best_folder: Path | None,
+             learned: bool) -> None:
     """-test: reload the best weights, -fuse / -qat-sat, score Test, write the reports."""
     from n2q.io.weights import load_weights
-    from n2q.train.loop import evaluate, fold_batchnorm
+    from n2q.train.evaluate import evaluate, report_test
+    from n2q.train.fold import fold_batchnorm
 
     if ctx.sp.partition_sizes().get("Test", 0) == 0:
         notice("the Test partition is empty: nothing to test")
@@ -345,7 +345,7 @@ def run_test(ctx: Any, options: Options, best_folder: Path | None, learned: bool
         print(compare_fused(ctx, model, limit=limit, indices=indices))
 
 
-def weights_to_test(ctx: Any, options: Options) -> Path | None:
+def weights_to_test(ctx: RunContext, options: Options) -> Path | None:
     """Without learning: the weights of -w / -l are already loaded; else the folder a
     previous learning run left here (weights_validation/, then weights/)."""
     if options.w or options.l:
@@ -357,20 +357,7 @@ def weights_to_test(ctx: Any, options: Options) -> Path | None:
     return folder
 
 
-def report_test(ctx: Any, results: dict[str, Any]) -> None:
-    """N2D2's final block per target and the target folders' test files."""
-    from n2q.train.loop import test_block, write_partition_reports
-
-    for t in ctx.targets:
-        score = results[t.section]
-        t.report.write_success("test", score.success)
-        write_partition_reports(t, "test", score)
-        if len(ctx.targets) > 1:
-            print(f"[{t.section}]")
-        print(test_block(t, score))
-
-
-def fuse_for_test(ctx: Any) -> Any:
+def fuse_for_test(ctx: RunContext) -> Any:
     """-qat-sat: the integer-only network (n2q.quant.fuse), weights_quantized/, new graph."""
     from n2q.io.graph import draw_graph
     from n2q.quant.fuse import fuse_sat, save_fused
@@ -388,7 +375,8 @@ def fuse_for_test(ctx: Any) -> Any:
     return fused.to(ctx.device)
 
 
-def compare_fused(ctx: Any, fused: Any, *, limit: int | None, indices: list[int] | None) -> str:
+def compare_fused(ctx: RunContext, fused: Any, *, limit: int | None,
+                  indices: list[int] | None) -> str:
     """The promise of fusion.md, checked on the Test stimuli just tested: same class as the
     fake-quant network, integer activations in [0, R], share of levels off by one."""
     from n2q.quant.fuse import FusionCheck

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from n2q import cli
-from n2q.cli import METRIC_NAMES, OPTION_SPECS, Options, help_text, parse_args
+from n2q.cli import help_text, parse_args
 from n2q.errors import UserError
+from n2q.options import METRIC_NAMES, OPTION_SPECS, Options, describe
 
 
 def test_every_option_reaches_its_field() -> None:
@@ -119,7 +120,7 @@ def test_main_help_version_and_exit_codes(capsys: pytest.CaptureFixture,
 
 
 def test_describe_prints_n2d2_option_lines() -> None:
-    lines = cli.describe(parse_args(["n.ini", "-learn-epoch", "10", "-test"]))
+    lines = describe(parse_args(["n.ini", "-learn-epoch", "10", "-test"]))
     assert lines[0].startswith("Option -learn-epoch: ") and lines[0].endswith("[10]")
     assert lines[1].startswith("Option -test: ")
 

@@ -8,7 +8,6 @@ two CPU processes) and by torchrun. References are a single process with the glo
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_idx
 
 from n2q.train import distributed as dist
 
@@ -92,12 +92,6 @@ def test_provider_shard_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 # ------------------------------------------------------------------------------------------------
 # data and networks written by the tests
 # ------------------------------------------------------------------------------------------------
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
 def _tiny_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch | None = None) -> Path:
     """128 learn / 32 test 8x8 IDX images of 10 classes, class c lights row c % 8."""
     rng = np.random.default_rng(0)
@@ -107,8 +101,8 @@ def _tiny_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch | None = None) ->
         labels = rng.integers(0, 10, n)
         images = rng.integers(0, 80, (n, 8, 8))
         images[np.arange(n), labels % 8, :] = 255
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     if monkeypatch is not None:
         monkeypatch.setenv("N2Q_DATA", str(tmp_path / "data"))
     return tmp_path / "data"

@@ -229,7 +229,7 @@ def test_quantized_copies_and_distribution_plots(tmp_path: Path) -> None:
     levels = np.array([-1.0, -1 / 3, 1 / 3, 1.0])  # SAT, Range=3: 4 levels in [-1, 1]
     assert np.abs(quantized[..., None] - levels).min(axis=-1).max() < 1e-6
     with torch.no_grad():
-        expected = c.weight_quantizer(c.weight).reshape(2, 18).numpy()
+        expected = c.weight_quantizer.fake_quantize(c.weight).reshape(2, 18).numpy()
     assert np.array_equal(quantized.astype(np.float32), expected)
     assert np.array(numbers(folder / "fc_quant_weights_quant.syntxt")).shape == (3, 32)
     for name in ("conv1", "fc"):

@@ -106,7 +106,7 @@ def test_zoo_lenet_learns_the_easy_digits(tmp_path: Path) -> None:
     """models/LeNet.ini (BatchNorm, clamped SAT weights) through the command, on tiny
     28x28 digits whose class is a lit row: 3 epochs of 2 batches lift the test rate from
     chance (10%) to above 40%."""
-    from test_train_loop import write_tiny_mnist
+    from helpers import write_tiny_mnist
 
     write_tiny_mnist(tmp_path / "data", n_train=640, n_test=100, size=28)
     work = tmp_path / "work"

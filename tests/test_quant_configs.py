@@ -76,6 +76,10 @@ def test_lsq_nni_recipe():
         "conv2": (("LSQ", 255, None, None), ("LSQ", 255, None)),
         "fc1": (("LSQ", 255, None, None), ("LSQ", 255, None)),
         "fc2": (("LSQ", 255, None, None), None)}
+    variants = {q.variant for _, cell in net.cells.items()
+                for q in (cell.weight_quantizer, cell.act_quantizer) if q is not None}
+    assert variants == {"NNI"}
+    assert (net.cells["conv1"].act_quantizer.qn, net.cells["conv1"].act_quantizer.qp) == (-128, 127)
 
 
 def _readme_commands() -> list[list[str]]:

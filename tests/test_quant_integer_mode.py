@@ -104,7 +104,7 @@ def test_the_ini_builds_integer_weights(tmp_path):
     for name in ("conv1", "conv2", "fc1", "fc2"):
         cell = integer.cells[name]
         assert cell.weight_quantizer.integer, name
-        w_int = cell.weight_quantizer(cell.weight).detach()
+        w_int = cell.weight_quantizer(cell.weight).weight.detach()
         assert torch.equal(w_int, w_int.round()), f"{name}: Integer mode holds integers"
         assert w_int.abs().max() > 1, f"{name}: levels, not float-unit weights"
 

@@ -27,12 +27,16 @@ def test_weight_levels_from_range():
         LSQWeight(range=2)          # Qp = 0
 
 
-def test_weight_forward_and_gradients_by_hand():
-    # R=7: Qn=-4, Qp=3; s=0.5 -> v=[-6,-3.8,-.4,.6,1.48,3.2]
-    q = _fixed(LSQWeight(range=7).double(), 0.5)
+@pytest.mark.parametrize("kind", ["weight", "NNI activation"])
+def test_signed_forward_and_gradients_by_hand(kind):
+    # R=7: Qn=-4, Qp=3 (weights; activations of Variant=NNI too: 3-bit signed, g with qmax=3)
+    # s=0.5 -> v=[-6,-3.8,-.4,.6,1.48,3.2]
+    q = LSQWeight(range=7) if kind == "weight" else LSQAct(range=7, variant="NNI")
+    q = _fixed(q.double(), 0.5)
+    assert (q.qn, q.qp) == (-4, 3)
     w = torch.tensor([-3.0, -1.9, -0.2, 0.3, 0.74, 1.6], dtype=torch.float64,
                      requires_grad=True)
-    y = q(w)
+    y = q.fake_quantize(w) if kind == "weight" else q(w)
     # clamp(round(v), -4, 3) = [-4,-4,0,1,1,3] times s
     torch.testing.assert_close(y.detach(), torch.tensor([-2, -2, 0, 0.5, 0.5, 1.5],
                                                         dtype=torch.float64))
@@ -57,6 +61,14 @@ def test_act_forward_and_gradients_by_hand():
                                torch.tensor(3.3 / math.sqrt(15), dtype=torch.float64))
 
 
+def test_nni_variant_init_uses_the_signed_qmax():
+    a = LSQAct(range=255, variant="NNI")
+    a(torch.tensor([0.0, -1.0, 3.0, 4.0]))           # mean |x| = 2, qmax = 127
+    assert a.step_size.item() == pytest.approx(4 / math.sqrt(127))
+    w = LSQWeight(range=15, variant="NNI")           # on weights NNI's form is N2D2's
+    assert (w.qn, w.qp) == (LSQWeight(range=15).qn, LSQWeight(range=15).qp) == (-8, 7)
+
+
 def _nni_reference(x, s, qn, qp, g):
     """Seed 003's formulation: grad_scale(s, g) and round_pass, plain autograd."""
     s_scaled = (s - s * g).detach() + s * g
@@ -73,7 +85,7 @@ def test_matches_autograd_reference(cls, R, shape):
     c = torch.randn_like(x)
     q = _fixed(cls(range=R).double(), 0.13)
     x1 = x.clone().requires_grad_(True)
-    y = q(x1)
+    y = q.fake_quantize(x1) if cls is LSQWeight else q(x1)
     (y * c).sum().backward()
     s = torch.tensor(0.13, dtype=torch.float64, requires_grad=True)
     x2 = x.clone().requires_grad_(True)
@@ -87,9 +99,9 @@ def test_matches_autograd_reference(cls, R, shape):
 def test_first_forward_init_weights_and_activations():
     w = torch.tensor([1.0, -3.0, 2.0, -2.0])        # mean |w| = 2
     q = LSQWeight(range=15)                          # Qp = 7
-    q(w)
+    q.fake_quantize(w)
     assert q.step_size.item() == pytest.approx(4 / math.sqrt(7))
-    q(w * 10)                                        # only the first forward initializes
+    q.fake_quantize(w * 10)                          # only the first forward initializes
     assert q.step_size.item() == pytest.approx(4 / math.sqrt(7))
     a = LSQAct(range=255)
     a(torch.tensor([0.0, 1.0, 3.0, 4.0]))           # mean |x| = 2
@@ -98,14 +110,14 @@ def test_first_forward_init_weights_and_activations():
 
 def test_no_init_keeps_step_size_key():
     q = LSQWeight(range=15, step_size=0.25, init_step_size=False)
-    q(torch.randn(100))
+    q.fake_quantize(torch.randn(100))
     assert q.step_size.item() == 0.25
 
 
 def test_loaded_step_size_is_not_reinitialized():
     q = LSQWeight(range=15)
     q.load_file("conv1_alphaW_LSQ.syntxt", torch.tensor([0.0625]))
-    q(torch.randn(100) * 5)
+    q.fake_quantize(torch.randn(100) * 5)
     assert q.step_size.item() == 0.0625
     a = LSQAct(range=15)
     a.load_file("bn1_QAct_LSQ_StepSize.syntxt", torch.tensor([0.5]))
@@ -136,7 +148,7 @@ def test_integer_mode_same_predictions_and_gradients():
     w1, w2 = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
     y_fake = apply_weight_op(fake_q, F.linear, x, w1, b)
     y_int = apply_weight_op(int_q, F.linear, x, w2, b)
-    w_int = int_q(w)
+    w_int = int_q(w).weight
     assert torch.equal(w_int, w_int.round()) and w_int.min() >= -8 and w_int.max() <= 7
     torch.testing.assert_close(y_int, y_fake, atol=1e-5, rtol=1e-5)
     assert torch.equal(y_int.argmax(1), y_fake.argmax(1))

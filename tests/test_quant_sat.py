@@ -24,7 +24,7 @@ U = T / 0.5                                     # [1, -0.6, 0.2, -0.1]
 
 def _sat(w: torch.Tensor, **kw) -> tuple[torch.Tensor, torch.Tensor]:
     w = w.clone().requires_grad_(True)
-    y = SATWeight(**kw)(w)
+    y = SATWeight(**kw).fake_quantize(w)
     c = torch.arange(1, w.numel() + 1, dtype=w.dtype).reshape(w.shape)  # dL/dw_q = c
     (y * c).sum().backward()
     return y.detach(), w.grad / c
@@ -50,10 +50,10 @@ def test_weight_modes_forward_and_gradient(mode, R, levels, gain):
 def test_weight_levels_count_and_range():
     w = torch.randn(64, 32, 3, 3)
     for R in (1, 3, 15, 255):
-        y = SATWeight(range=R)(w)
+        y = SATWeight(range=R).fake_quantize(w)
         assert y.unique().numel() <= R + 1
         assert y.min() >= -1 and y.max() <= 1
-    y = SATWeight(range=15)(w)
+    y = SATWeight(range=15).fake_quantize(w)
     assert set((y * 15).round().unique().tolist()) <= set(range(-15, 16, 2))  # 2n-R: odd
 
 
@@ -62,7 +62,7 @@ def test_clamp_phase_has_no_rounding():
     torch.testing.assert_close(y, U, atol=1e-12, rtol=0)     # t/M exactly, not levels
     torch.testing.assert_close(dw, (1 - T * T) / 0.5, atol=1e-12, rtol=1e-12)
     w = torch.randn(1000)
-    assert SATWeight(apply_quantization=False)(w).unique().numel() == 1000
+    assert SATWeight(apply_quantization=False).fake_quantize(w).unique().numel() == 1000
 
 
 @pytest.mark.parametrize("shape,n_out", [((2, 2), 2), ((1, 1, 2, 2), 4)])
@@ -103,11 +103,12 @@ def test_weight_matches_autograd_reference(mode, apply_scaling):
     w = torch.randn(8, 4, 3, 3, dtype=torch.float64) * 0.3
     c = torch.randn_like(w)
     w1 = w.clone().requires_grad_(True)
-    (SATWeight(range=15, quant_mode=mode, apply_scaling=apply_scaling)(w1) * c).sum().backward()
+    q = SATWeight(range=15, quant_mode=mode, apply_scaling=apply_scaling)
+    (q.fake_quantize(w1) * c).sum().backward()
     w2 = w.clone().requires_grad_(True)
     ref = _reference_weight(w2, 15, mode, apply_scaling)
     (ref * c).sum().backward()
-    y = SATWeight(range=15, quant_mode=mode, apply_scaling=apply_scaling)(w)
+    y = q.fake_quantize(w)
     torch.testing.assert_close(y, ref.detach(), atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-12, rtol=1e-10)
 
@@ -125,7 +126,7 @@ def test_integer_mode_same_predictions_as_fake_quant(mode, apply_scaling):
 
     kw = dict(range=15, quant_mode=mode, apply_scaling=apply_scaling)
     fake_q, int_q = SATWeight(**kw), SATWeight(mode="Integer", **kw)
-    w_int = int_q(w)
+    w_int = int_q(w).weight
     assert torch.equal(w_int, w_int.round()), "Integer mode must hold integer weights"
     assert w_int.abs().max() <= 15
     w1, w2 = w.clone().requires_grad_(True), w.clone().requires_grad_(True)
@@ -133,7 +134,7 @@ def test_integer_mode_same_predictions_as_fake_quant(mode, apply_scaling):
     y_int = apply_weight_op(int_q, conv, x, w2, b)
     torch.testing.assert_close(y_int, y_fake, atol=1e-4, rtol=1e-4)
     assert torch.equal(y_int.flatten(1).argmax(1), y_fake.flatten(1).argmax(1))
-    torch.testing.assert_close(int_q.fake_quantize(w), fake_q(w), atol=1e-6, rtol=0)
+    torch.testing.assert_close(int_q.fake_quantize(w), fake_q.fake_quantize(w), atol=1e-6, rtol=0)
     # same learning signal: the weight gradients agree
     c = torch.randn_like(y_fake)
     (y_fake * c).sum().backward()
@@ -146,13 +147,13 @@ def test_mask_applied_after_quantization():
     w = torch.tensor([[0.0, 0.5], [0.3, -0.2]])
     mask = torch.tensor([[False, True], [True, True]])
     q = SATWeight(range=15)
-    assert q(w)[0, 0] != 0
+    assert q.fake_quantize(w)[0, 0] != 0
     y = apply_weight_op(q, lambda x, w, b: w.sum() * x, torch.tensor(1.0), w, None, mask)
-    assert y == (q(w) * mask).sum()
+    assert y == (q.fake_quantize(w) * mask).sum()
 
 
 def test_all_zero_weights_do_not_produce_nan():
-    y = SATWeight(range=15, apply_scaling=True)(torch.zeros(3, 4))
+    y = SATWeight(range=15, apply_scaling=True).fake_quantize(torch.zeros(3, 4))
     assert torch.isfinite(y).all()
 
 

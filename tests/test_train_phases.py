@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train_loop import make_tiny_workdir, n2q, write_net
+from helpers import make_tiny_workdir, n2q, write_net
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ NbOutputs=10
 def test_fold_batchnorm_keeps_outputs(tiny: Path, nobias: int) -> None:
     from n2q.config import load_config
     from n2q.net import build_network
-    from n2q.train.loop import fold_batchnorm
+    from n2q.train.fold import fold_batchnorm
 
     (tiny / "fuse.ini").write_text(FUSE_NET.format(nobias=nobias))
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_train_loop import make_tiny_workdir, n2q, read_weights, write_net
+from helpers import make_tiny_workdir, n2q, read_weights, write_net
 
 
 @pytest.fixture

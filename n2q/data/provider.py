@@ -164,10 +164,6 @@ class StimuliProvider:
         _check_partition(partition)
         return self.database.partitions[partition]
 
-    def compute_stimuli_data(self) -> dict[str, dict[str, float]]:
-        """Statistics of every [sp.StimuliData-*] (computed and published at construction)."""
-        return dict(self.stimuli_data)
-
     def loader(self, partition: str, *, shuffle: bool, epoch: int = 0,
                num_workers: int | None = None, drop_last: bool = False,
                limit: int | None = None, with_ids: bool = False,
@@ -348,9 +344,12 @@ class StimuliProvider:
 def make_provider(cfg: Config, seed: int, name: str | None = None) -> StimuliProvider:
     """The provider of ``cfg``: ``[sp]``, or ``[env]`` when there is no ``[sp]`` (N2D2's
     Environment is a stimuli provider for frame models; seed 004's LeNet writes ``[env]``)."""
-    if name is None:
-        name = "env" if "sp" not in cfg and "env" in cfg else "sp"
-    return StimuliProvider(cfg, seed, name)
+    return StimuliProvider(cfg, seed, provider_section(cfg) if name is None else name)
+
+
+def provider_section(cfg: Config) -> str:
+    """The name of the provider section: ``sp``, or ``env`` when there is no ``[sp]``."""
+    return "env" if "sp" not in cfg and "env" in cfg else "sp"
 
 
 def _refuse_spiking(sec) -> None:

@@ -10,9 +10,8 @@ Saving writes everything into ``<folder>.tmp-<pid>`` and renames it at the end (
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,17 +54,15 @@ def _has_quantizer(cell: Any) -> bool:
 
 
 def quantized_weight(cell: Any) -> torch.Tensor:
-    """The weight as inference uses it, computed without side effects: in eval mode (SLB
-    one-hot), without autograd, and through a copy of the quantizer so that saving never
-    triggers a first-batch initialization or range tracking of the real one."""
-    original, training = cell.weight_quantizer, cell.training
+    """The weight as inference uses it: in eval mode (SLB one-hot), without autograd. A
+    weight quantizer's ``quantize`` is pure in eval mode (no first-batch initialization, no
+    range tracking), so the real quantizer is used."""
+    training = cell.training
     try:
-        cell.weight_quantizer = copy.deepcopy(original)
         cell.eval()
         with torch.no_grad():
             return cell.quantized_weight().detach()
     finally:
-        cell.weight_quantizer = original
         cell.train(training)
 
 
@@ -351,16 +348,6 @@ CELL_FORMATS: dict[str, CellFormat] = {
     "Fc": FcFormat(),
     "BatchNorm": BatchNormFormat(),
 }
-
-
-def register_cell_format(cell_type: str) -> Callable[[type[CellFormat]], type[CellFormat]]:
-    """Decorator: the files of cells of ``cell_type`` are handled by this format class."""
-
-    def register(cls: type[CellFormat]) -> type[CellFormat]:
-        CELL_FORMATS[cell_type] = cls()
-        return cls
-
-    return register
 
 
 # ---------------------------------------------------------------------------------------------

@@ -412,3 +412,7 @@ def _attach_quantizers(net: Network, sections: Sequence[Section]) -> None:
                                     "build (n2q.quant is missing)") from None
         return
     attach_quantizers(net)
+    from n2q.quant.protocol import quantizers  # noqa: PLC0415
+
+    for name, q in quantizers(net):  # the lifecycle's first call (n2q.quant.protocol)
+        q.bind(net.cells[name], net)

@@ -147,22 +147,20 @@ def sat_integer_weights(cell: Any) -> tuple[Tensor, float, float]:
     (masked), W_s its integer scale, s the ApplyScaling divisor (1 without scaling); the cell's
     forward weight is w_q / s.
 
-    Taken from the quantizer's own ``Mode=Integer`` path (a copy of it): it returns the
-    integer levels and ``output_scale`` = unit / s, with unit the level step (1/R for Default
-    and FullRange, 1/floor(R/2) otherwise). Checked against the cell's forward weight.
+    Read from the quantizer's integer grid: integers k times grid.scale = unit / s, with unit
+    the level step (1/R for Default and FullRange, 1/floor(R/2) otherwise).
     """
     q = cell.weight_quantizer
     mask = getattr(cell, "mask", None)
     unit = 1.0 / (q.range if q.quant_mode in ("Default", "FullRange") else q.range // 2)
     with torch.no_grad():
         w = cell.weight if mask is None else cell.weight * mask
-        integer_q = copy.deepcopy(q)
-        integer_q.mode = "Integer"
-        levels = integer_q(w).double()
-        s = unit / float(integer_q.output_scale)
+        grid = q.integer_grid(w)
         forward = q.fake_quantize(w)
+        levels = grid.integers(forward)
         if mask is not None:
             levels, forward = levels * mask, forward * mask
+    s = unit / float(grid.scale)
     w_q = levels * unit
     if not torch.allclose(w_q / s, forward.double(), rtol=1e-5, atol=1e-6):
         raise RuntimeError(f"{cell.name}: SAT weights recomputed for fusion differ from the cell's")

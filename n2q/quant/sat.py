@@ -10,44 +10,109 @@ the spec's gradient computed directly (no autograd graph through the rounding).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from n2q.errors import UserError
-from n2q.quant.registry import ActQuantizer, WeightQuantizer, register_act, register_weight
+from n2q.quant.protocol import IntegerGrid, QuantizedWeight
+from n2q.quant.registry import (
+    ActQuantizer,
+    QuantizerSettings,
+    WeightQuantizer,
+    act_keys,
+    register_act,
+    register_weight,
+    setting,
+    weight_keys,
+)
 
 # FullRange stretches q so that the R+1 levels get equal-width bins over [0, 1] (N2D2 constants)
 _FULL_RANGE_GAIN = 0.9998
 _FULL_RANGE_SHIFT = 0.4999
 
 
-def sat_weight_levels(t: torch.Tensor, M: torch.Tensor, range_: int, quant_mode: str,
-                      integer: bool = False) -> tuple[torch.Tensor, float, float]:
-    """Quantize u = t/M in [-1, 1] (t = tanh(w), M = max|t|) to the mode's levels.
+@dataclass(frozen=True)
+class SATWeightSettings(QuantizerSettings):
+    """``QWeight=SAT`` keys (spec/quant.md "SAT, weights")."""
 
-    Returns (w_q in float units, or the integer weights w_q/unit when ``integer``; the spec's
-    gradient factor dw_q/du; the unit). Written as few in-place passes over the weight tensor:
-    R*q' = t*(R*gain/(2M)) + R*gain/2 - shift for Default/FullRange, etc.
+    PREFIX = "QWeight"
+    NAME = "SAT"
+    KEYS = (*QuantizerSettings.KEYS, "ApplyQuantization", "ApplyScaling")
+    QUANT_MODES = ("Default", "Symmetric", "Asymmetric", "FullRange")
+    MODES = ("Default", "Integer")
+
+    apply_quantization: bool = True     # 0: the clamp phase, w_q = t/M without rounding
+    apply_scaling: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        self.check(self.quant_mode not in ("Symmetric", "Asymmetric") or self.range >= 2,
+                   "QWeight.QuantMode", f"QuantMode={self.quant_mode} needs QWeight.Range >= 2 "
+                   "(it uses floor(Range/2) levels per side)")
+        self.check(self.mode != "Integer" or self.apply_quantization, "QWeight.Mode",
+                   "Mode=Integer needs QWeight.ApplyQuantization=1 (the clamp phase has no "
+                   "integer weights); use Mode=Default")
+
+    @classmethod
+    def from_section(cls, sec: Any) -> SATWeightSettings:
+        return cls.located(sec, **weight_keys(sec),
+                           apply_quantization=sec.bool("QWeight.ApplyQuantization", True),
+                           apply_scaling=sec.bool("QWeight.ApplyScaling", False))
+
+
+@dataclass(frozen=True)
+class SATActSettings(QuantizerSettings):
+    """``QAct=SAT`` keys (spec/quant.md "SAT, activations")."""
+
+    PREFIX = "QAct"
+    NAME = "SAT"
+    KEYS = (*QuantizerSettings.KEYS, "Alpha")
+
+    alpha: float = 8.0                  # initial clipping level (the seed uses 6.0 to 8.0)
+
+    def validate(self) -> None:
+        super().validate()
+        self.check(self.alpha != 0, "QAct.Alpha", "Alpha must be non-zero (it is the clipping "
+                   "level, the seed uses 6.0 to 8.0)")
+
+    @classmethod
+    def from_section(cls, sec: Any) -> SATActSettings:
+        return cls.located(sec, **act_keys(sec), alpha=sec.float("QAct.Alpha", 8.0))
+
+
+def sat_weight_integers(t: torch.Tensor, M: torch.Tensor, range_: int,
+                        quant_mode: str) -> tuple[torch.Tensor, float, float]:
+    """Quantize u = t/M in [-1, 1] (t = tanh(w), M = max|t|) to the mode's integers k.
+
+    Returns (k, the spec's gradient factor dw_q/du, the unit): the weight is k * unit (before
+    ApplyScaling). Default/FullRange: k = 2n - R with n = round(R*q') in [0, R] (odd or even
+    integers in [-R, R], unit 1/R); Symmetric: k in [-r, r]; Asymmetric: k in [-r-1, r]
+    (r = floor(R/2), unit 1/r). Written as few in-place passes over the weight tensor.
     """
     R = range_
     if quant_mode in ("Default", "FullRange"):
-        # q = (u + 1)/2 [FullRange: q' = gain*q - shift/R]; n = round(R*q) in [0, R]
+        # q = (u + 1)/2 [FullRange: q' = gain*q - shift/R]; R*q' = t*(R*gain/(2M)) + ...
         gain, shift = (1.0, 0.0) if quant_mode == "Default" else (
             1 + _FULL_RANGE_GAIN / R, _FULL_RANGE_SHIFT)
         n = (t * (R * gain / 2 / M)).add_(R * gain / 2 - shift).round_()
-        if integer:
-            return n.mul_(2).sub_(R), gain, 1.0 / R     # integers 2n-R in [-R, R]
-        return n.mul_(2 / R).sub_(1), gain, 1.0 / R     # 2*round(R*q)/R - 1, in [-1, 1]
+        return n.mul_(2).sub_(R), gain, 1.0 / R
     r = R // 2
     if quant_mode == "Symmetric":
-        n = (t * (r / M)).round_()              # round(r*u) in [-r, r]
-        return (n if integer else n.div_(r)), 1.0, 1.0 / r
-    # Asymmetric: q' = gain*u - 1/(2r), gain = 1 + 1/(2r); n = round(r*q') in [-r-1, r]
+        return (t * (r / M)).round_(), 1.0, 1.0 / r     # round(r*u)
+    # Asymmetric: q' = gain*u - 1/(2r), gain = 1 + 1/(2r); k = round(r*q')
     gain = 1 + 1 / (2 * r)
-    n = (t * (r * gain / M)).sub_(0.5).round_()
-    return (n if integer else n.div_(r)), gain, 1.0 / r
+    return (t * (r * gain / M)).sub_(0.5).round_(), gain, 1.0 / r
+
+
+def sat_weight_bounds(range_: int, quant_mode: str) -> tuple[int, int, int]:
+    """(qmin, qmax, stride) of :func:`sat_weight_integers`'s k."""
+    if quant_mode in ("Default", "FullRange"):
+        return -range_, range_, 2
+    r = range_ // 2
+    return (-r if quant_mode == "Symmetric" else -r - 1), r, 1
 
 
 def _tanh(w: torch.Tensor) -> torch.Tensor:
@@ -60,41 +125,43 @@ def _tanh(w: torch.Tensor) -> torch.Tensor:
 
 
 class _SATWeightFn(torch.autograd.Function):
-    """w [any shape] -> w_q (or integer levels in Integer mode); backward per spec:
+    """w [any shape] -> (w_q, scale): w_q = k * scale (or the integers k in Integer mode),
+    scale = unit / s (0-dim; 1 in the clamp phase, where w_q = t/M/s). Backward per spec:
     dL/dw = dL/dw_q * (1 - tanh(w)^2) * gain / (M * s), M and s held constant."""
 
     @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, quantizer: SATWeight) -> torch.Tensor:
+    def forward(ctx: Any, w: torch.Tensor, settings: SATWeightSettings
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         t = _tanh(w)
         lo, hi = torch.aminmax(t)
         M = torch.maximum(-lo, hi)
         M = torch.where(M > 0, M, torch.ones_like(M))   # all-zero weights: avoid 0/0
         gain, unit = 1.0, 1.0
-        if quantizer.apply_quantization:
-            w_q, gain, unit = sat_weight_levels(t, M, quantizer.range, quantizer.quant_mode,
-                                                quantizer.integer)
+        if settings.apply_quantization:
+            w_q, gain, unit = sat_weight_integers(t, M, settings.range, settings.quant_mode)
         else:
             w_q = t / M                                 # clamp phase: no rounding
         s = torch.ones_like(M)
-        if quantizer.apply_scaling:
-            # n_out = kW*kH*NbOutputs (Conv [O, C, kH, kW]) or NbOutputs (Fc [O, In])
+        if settings.apply_scaling:
+            # n_out = kW*kH*NbOutputs (Conv [O, C, kH, kW]) or NbOutputs (Fc [O, In]);
+            # s = sqrt(var(k * unit) * n_out)
             n_out = w.shape[0] * (w[0, 0].numel() if w.dim() > 2 else 1)
-            # var(w_q) = var(integers) * unit^2
-            s = torch.sqrt(torch.var(w_q) * (n_out * (unit * unit if quantizer.integer else 1)))
+            s = torch.sqrt(torch.var(w_q) * (n_out * unit * unit))
             s = torch.where(s > 0, s, torch.ones_like(s))
-            if not quantizer.integer:
-                w_q = w_q.div_(s)
+        scale = unit / s
         coeff = gain / (M * s)
-        if quantizer.integer:
-            # w_q holds the integers; the cell multiplies its output by unit/s
-            out_scale = unit / s
-            quantizer.output_scale = out_scale.detach()
-            coeff = coeff / out_scale   # the gradient arrives w.r.t. the integers
+        if settings.mode == "Integer":
+            coeff = coeff / scale       # the gradient arrives w.r.t. the integers
+        else:
+            # one multiply by the 0-dim scale: the integer grid (k, scale) reproduces it exactly
+            w_q = w_q.mul_(scale)
         ctx.save_for_backward(t, coeff)
-        return w_q
+        ctx.mark_non_differentiable(scale)
+        return w_q, scale
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor, _grad_scale: torch.Tensor
+                 ) -> tuple[torch.Tensor, None]:
         t, coeff = ctx.saved_tensors
         # (1 - t^2) * coeff * grad in three passes, one allocation
         d = torch.addcmul(torch.ones((), dtype=t.dtype), t, t, value=-1)
@@ -105,35 +172,25 @@ class _SATWeightFn(torch.autograd.Function):
 class SATWeight(WeightQuantizer):
     """``QWeight=SAT``: DoReFa on tanh-normalized weights, per layer. No learnable parameter."""
 
-    KEYS = {**WeightQuantizer.KEYS, "ApplyQuantization": 1, "ApplyScaling": 0}
-    QUANT_MODES = ("Default", "Symmetric", "Asymmetric", "FullRange")
-    MODES = ("Default", "Integer")
+    SETTINGS = SATWeightSettings
+    settings: SATWeightSettings
 
-    def __init__(self, *, apply_quantization: bool = True, apply_scaling: bool = False,
-                 **kw: Any) -> None:
-        super().__init__(**kw)
-        if kw.get("quant_mode") in ("Symmetric", "Asymmetric") and self.range < 2:
-            raise ValueError("SAT Symmetric/Asymmetric needs Range >= 2")
-        if self.integer and not apply_quantization:
-            raise ValueError("SAT Mode=Integer needs ApplyQuantization=1")
-        self.apply_quantization = bool(apply_quantization)
-        self.apply_scaling = bool(apply_scaling)
+    apply_quantization = setting()
+    apply_scaling = setting()
 
-    @classmethod
-    def options(cls, sec: Any, cell: Any) -> dict[str, Any]:
-        opts = super().options(sec, cell)
-        opts["apply_quantization"] = sec.bool("QWeight.ApplyQuantization", True)
-        opts["apply_scaling"] = sec.bool("QWeight.ApplyScaling", False)
-        if opts["quant_mode"] in ("Symmetric", "Asymmetric") and opts["range"] < 2:
-            raise sec.error("QWeight.QuantMode", f"QuantMode={opts['quant_mode']} needs "
-                            "QWeight.Range >= 2 (it uses floor(Range/2) levels per side)")
-        if opts["mode"] == "Integer" and not opts["apply_quantization"]:
-            raise sec.error("QWeight.Mode", "Mode=Integer needs QWeight.ApplyQuantization=1 "
-                            "(the clamp phase has no integer weights); use Mode=Default")
-        return opts
+    def quantize(self, w: torch.Tensor) -> QuantizedWeight:
+        w_q, scale = _SATWeightFn.apply(w, self.settings)
+        return QuantizedWeight(w_q, scale if self.integer else None)
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _SATWeightFn.apply(w, self)
+    def integer_grid(self, w: torch.Tensor | None = None) -> IntegerGrid | None:
+        """k * unit / s, k on the mode's integers (Default: odd or even 2n - R); None in
+        the clamp phase (no rounding)."""
+        if not self.apply_quantization or w is None:
+            return None
+        with torch.no_grad():
+            _, scale = _SATWeightFn.apply(w, self.settings)
+        qmin, qmax, stride = sat_weight_bounds(self.range, self.quant_mode)
+        return IntegerGrid(qmin, qmax, scale, stride=stride)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -190,20 +247,11 @@ class _SATActFn(torch.autograd.Function):
 class SATAct(ActQuantizer):
     """``QAct=SAT``: CG-PACT with a learnable clipping level alpha (one per layer)."""
 
-    KEYS = {**ActQuantizer.KEYS, "Alpha": 8.0}
+    SETTINGS = SATActSettings
 
-    def __init__(self, *, alpha: float = 8.0, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
-
-    @classmethod
-    def options(cls, sec: Any, cell: Any) -> dict[str, Any]:
-        opts = super().options(sec, cell)
-        opts["alpha"] = sec.float("QAct.Alpha", cls.KEYS["Alpha"])
-        if opts["alpha"] == 0:
-            raise sec.error("QAct.Alpha", "Alpha must be non-zero (it is the clipping level, "
-                            "the seed uses 6.0 to 8.0)")
-        return opts
+    def __init__(self, settings: SATActSettings | None = None, **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        self.alpha = nn.Parameter(torch.tensor(float(self.settings.alpha)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():     # inference: no backward state to prepare
@@ -211,6 +259,10 @@ class SATAct(ActQuantizer):
             q = torch.clamp(x, min=0, max=a).div_(a)
             return q.mul_(self.range).round_().mul_(a / self.range)
         return _SATActFn.apply(x, self.alpha, self.range)
+
+    def integer_grid(self, w: torch.Tensor | None = None) -> IntegerGrid:
+        """Levels 0..R times |alpha|/R (the forward's one multiply by that scale)."""
+        return IntegerGrid(0, self.range, (self.alpha.detach().abs() / self.range))
 
     def files(self, cell_name: str) -> dict[str, torch.Tensor]:
         return {f"{cell_name}_QAct_SAT_Alpha.syntxt": self.alpha.detach().reshape(1)}

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METRICS = ("Sensitivity", "Specificity", "Precision", "NegativePredictiveValue", "MissRate",
-           "FallOut", "FalseDiscoveryRate", "FalseOmissionRate", "IU", "Accuracy", "F1Score",
-           "Informedness", "Markedness")
+from n2q.options import METRIC_NAMES as METRICS  # the -valid-metric values, one list
+
 # error-like metrics: a smaller value is a better model
 LOWER_IS_BETTER = ("MissRate", "FallOut", "FalseDiscoveryRate", "FalseOmissionRate")
 # the columns of ConfusionMatrix_*_score.dat, N2D2's order and spelling

@@ -18,14 +18,14 @@ All tensor work uses torch._foreach_* ops: one kernel family per group, no per-p
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from n2q.errors import UserError
-from n2q.train.schedules import POLICIES, Schedule, schedule_problem
+from n2q.train.schedules import POLICIES, STEP_POLICIES, Schedule, schedule_problem
 
 SOLVER_TYPES = ("SGD", "Adam")
 SCHEDULE_KEYS = ("LearningRate", "LearningRatePolicy", "LearningRateStepSize",
@@ -242,6 +242,17 @@ class N2D2Optimizer(torch.optim.Optimizer):
         for group, spec in zip(self.param_groups, self.specs, strict=True):
             group["lr"] = spec.schedule.rate(0, batch_size)
 
+    @property
+    def steps(self) -> int:
+        """Optimizer steps done (resumed runs included: the counts are in the state dict):
+        the updates of the group that updates most often (IterationSize differs per group)."""
+        return max((g["updates"] for g in self.param_groups), default=0)
+
+    @property
+    def iteration_size(self) -> int:
+        """Batches between two steps of the group that updates most often."""
+        return min((s.schedule.iteration_size for s in self.specs), default=1)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         if closure is not None:
@@ -334,8 +345,7 @@ class N2D2Optimizer(torch.optim.Optimizer):
         """N2D2's "Learning rate after N(xB) iteration(s): lr" when the step changes."""
         s = spec.schedule
         updates = group["updates"]
-        if self.on_rate_change is None or updates == 0 or s.policy not in (
-                "StepDecay", "ExponentialDecay", "InvTDecay", "CosineDecay"):
+        if self.on_rate_change is None or updates == 0 or s.policy not in STEP_POLICIES:
             return
         if s.step(updates, self.batch_size) == s.step(updates - 1, self.batch_size):
             return
@@ -346,9 +356,6 @@ class N2D2Optimizer(torch.optim.Optimizer):
         logged.add((updates, lr))
         self.on_rate_change(f"Learning rate after {updates}(x{s.iteration_size * self.batch_size})"
                             f" iteration(s): {lr:.4g}")
-
-    def learning_rates(self) -> dict[str, float]:
-        return {g["name"]: g["lr"] for g in self.param_groups}
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,11 +413,3 @@ def make_optimizer(net: Any, batch_size: int,
     if not groups:
         raise UserError("the network has no learnable parameter: nothing to learn")
     return N2D2Optimizer(groups, batch_size, on_rate_change)
-
-
-def groups_from_modules(named: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Groups for (name, cell-like module) pairs: used by tests and tools."""
-    groups: list[dict[str, Any]] = []
-    for name, module in named:
-        groups.extend(cell_parameter_groups(name, module))
-    return groups

@@ -66,10 +66,6 @@ class Database:
     def partition_sizes(self) -> dict[str, int]:
         return {p: len(ids) for p, ids in self.partitions.items()}
 
-    def stimulus_size(self) -> tuple[int, int, int]:
-        """(C, H, W) of the first stimulus (what the pipeline starts from)."""
-        return tuple(self.load(0).shape)  # type: ignore[return-value]
-
     def _error_path(self, key: str, path: Path, install: str | None) -> Exception:
         from n2q.data.root import missing_dataset
 

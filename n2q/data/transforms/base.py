@@ -48,10 +48,6 @@ class Transformation:
         return f"{self.TYPE}[{self.section.name}]"
 
 
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    return x if x.is_floating_point() else x.to(torch.float32)
-
-
 def like(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``y`` (float) back to the dtype of the input ``x``: uint8 is rounded and saturated."""
     if x.dtype == torch.uint8:
