@@ -7,11 +7,12 @@ This module must not import torch: ``n2q -h`` answers before any heavy import.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from typing import Any
 
 from n2q import __version__
-from n2q.errors import UserError
+from n2q.errors import UserError, quiet_interrupts
 from n2q.options import BY_NAME, METRIC_NAMES, OPTION_SPECS, TEST_ONLY, Options, OptionSpec
 
 _HELP_NAMES = ("-h", "--help", "-help")
@@ -39,10 +40,14 @@ def _closest(word: str) -> str:
 
 def _convert(spec: OptionSpec, text: str) -> Any:
     if spec.kind == "int":
-        try:
-            value = int(text)
-        except ValueError:
-            raise UserError(f"option {spec.name} expects an integer, got '{text}'") from None
+        if spec.dest == "seed":  # < 2^64 (torch's generator), ASCII digits
+            from n2q.io.seedfile import parse_seed
+
+            return parse_seed(text, "option -seed")
+        # ASCII digits as N2D2 writes them: int() would also take "１２", "1_000" and " 12"
+        if not re.fullmatch(r"-?[0-9]{1,18}", text):
+            raise UserError(f"option {spec.name} expects an integer, got '{text}'")
+        value = int(text)
         if value < 0 and spec.dest != "test_index":
             raise UserError(f"option {spec.name} expects a number >= 0, got {value}")
         return value
@@ -54,6 +59,9 @@ def _convert(spec: OptionSpec, text: str) -> Any:
                             + ", ".join(METRIC_NAMES))
         return text
     if spec.kind == "dev":
+        if not text.isascii():
+            raise UserError(f"option -dev: '{text}' is not a device: use a GPU index (0), cpu or "
+                            "cuda:N")
         return _check_device(text)
     return text
 
@@ -98,6 +106,8 @@ def parse_args(argv: list[str]) -> Options:
             text = argv[i]
             i += 1
         else:
+            text = ""
+        if not text:  # "-w=" is not "no -w"
             raise UserError(f"option {name} expects a value ({spec.value}): {name} {spec.value}")
         setattr(options, spec.dest, _convert(spec, text))
         options.given.append(f"{name} {text}")
@@ -150,7 +160,16 @@ def _notice_idle(options: Options, given: set[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The n2q command; ``argv=None``: the program itself (sys.argv), which then also exits
+    quietly with 130 on a Ctrl-C during Python's shutdown."""
+    if argv is not None:
+        return _command(list(argv))
+    status = _command(sys.argv[1:])
+    quiet_interrupts()
+    return status
+
+
+def _command(argv: list[str]) -> int:
     if any(a in _HELP_NAMES for a in argv):
         print(help_text())
         return 0
@@ -162,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         import n2q.errors
 
         n2q.errors.DEBUG = True  # debug() lines of every package
+    from n2q.io.resume import SAVED_STATES, interrupted_message
+
+    SAVED_STATES.clear()  # the Ctrl-C message speaks of this command's saves only
+    options = None
     try:
         options = parse_args(argv)
         if options.multidev is not None:  # issue 14: n2q starts one process per device
@@ -181,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nInterrupted: every folder written so far is complete "
-              "(resume with -l net_state or -l net_state_validation).", file=sys.stderr)
+        print(f"\n{interrupted_message(options.l if options else None)}", file=sys.stderr)
         return 130
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -83,3 +84,40 @@ def debug(message: str) -> None:
 
     if DEBUG or os.environ.get("N2Q_DEBUG", "") not in ("", "0"):
         print(f"Debug: {message}", file=sys.stderr)
+
+
+def quiet_interrupts() -> None:
+    """From now on, Ctrl-C ends the process at once with status 130 and no traceback: for the
+    end of the program, when Python joins threads (progress bars, data workers) and a
+    KeyboardInterrupt would print a traceback from ``threading``."""
+    import os
+    import signal
+    import sys
+
+    def leave(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, leave)
+
+
+def is_allocation_failure(error: BaseException) -> bool:
+    """A tensor that does not fit in memory (MemoryError, torch's CPU allocator or CUDA out of
+    memory, both RuntimeErrors)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text))
+
+
+def too_large(section: Any, error: BaseException) -> BaseException:
+    """What to raise for ``error`` met while building the layer of ``section``: a UserError at
+    the section when a tensor did not fit in memory, else ``error`` itself (internal)."""
+    if not is_allocation_failure(error):
+        return error
+    return section.error(None, "this layer needs more memory than there is: check its sizes "
+                               "(NbOutputs, KernelDims...)")

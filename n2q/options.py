@@ -77,10 +77,12 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "DefaultModel=*_CUDA when there is one, else the CPU)", "D"),
     OptionSpec("-qat-sat", "qat_sat", "flag", "with -test: fuse BatchNorm and SAT quantizers into "
                "an integer-only network before testing"),
+    OptionSpec("-qat-fuse", "qat_sat", "flag", "with -test: fuse BatchNorm and whatever "
+               "quantizers the network has (SAT, LSQ...) into integers (= -qat-sat)"),
     OptionSpec("-fuse", "fuse", "flag", "with -test: fold BatchNorm into the preceding Conv "
                "(float) before testing"),
-    OptionSpec("-export", "export", "str", "export the network: not supported yet (N2D2's "
-               "types: " + ", ".join(EXPORT_TYPES) + ")", "T"),
+    OptionSpec("-export", "export", "str", "export the network: ONNX (float, or QDQ when "
+               "quantized) into export_ONNX/; N2D2's other types are refused", "T"),
     OptionSpec("-find-lr", "find_lr", "int", "learning-rate range test over N stimuli (1e-6 to "
                "10), writes find_lr_<target>.dat + .png and exits", "N"),
     OptionSpec("-bench", "bench", "flag", "write timings of learning (timings/)"),
@@ -103,7 +105,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("--debug", "debug", "flag", "print tracebacks of user errors too"),
 )
 BY_NAME = {spec.name: spec for spec in OPTION_SPECS}
-TEST_ONLY = frozenset({"-qat-sat", "-fuse", "-nb-test", "-test-index", "-w-ignore"})
+TEST_ONLY = frozenset({"-qat-sat", "-qat-fuse", "-fuse", "-nb-test", "-test-index", "-w-ignore"})
 
 
 def describe(options: Options) -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from n2q.errors import UserError, notice
-from n2q.options import EXPORT_TYPES, Options, describe
+from n2q.options import Options, describe
+from n2q.train.distributed import barrier, reseed_rank, session, silence_reports
 from n2q.train.distributed import current as current_dist  # issue 14: rank / world
-from n2q.train.distributed import reseed_rank, session, silence_reports
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -32,8 +32,10 @@ SEED_FILE = "seed.dat"
 def load_network_file(path: str) -> Config:
     """The Config of ``n2q NET.ini`` or ``n2q NET.onnx``."""
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"no such network file: {path}")
+    if not file.is_file():  # /dev/null, a folder, a fifo
+        raise UserError(f"{path} is not a file: give an INI or .onnx network file")
     if file.suffix.lower() == ".onnx":
         return onnx_file_config(file)
     from n2q.config import load_config
@@ -44,7 +46,7 @@ def load_network_file(path: str) -> Config:
 def onnx_file_config(file: Path) -> Config:
     """The Config of ``n2q model.onnx``: an in-memory INI with an [onnx] section, a default
     provider sized from the graph input and a target per graph output (n2q.net.onnx)."""
-    from n2q.net.onnx import config_for_onnx_file
+    from n2q.net.onnx_file import config_for_onnx_file
 
     return config_for_onnx_file(file)
 
@@ -64,13 +66,10 @@ def choose_seed(options: Options, saved: int | None, workdir: Path) -> tuple[int
     if options.seed:
         return options.seed, False
     seed_file = workdir / SEED_FILE
-    if not learning and seed_file.is_file():
-        text = seed_file.read_text().strip()
-        try:
-            return int(text), True
-        except ValueError:
-            raise UserError(f"'{text}' is not a seed: write one integer or delete the file",
-                            file=seed_file) from None
+    if not learning and seed_file.exists():
+        from n2q.io.seedfile import read_seed_file
+
+        return read_seed_file(seed_file), True  # < 2^64, a located error otherwise
     return int(time.time()) & 0x7FFFFFFF, False
 
 
@@ -122,6 +121,10 @@ def run(options: Options) -> None:
         best_folder = run_learning(ctx, options, state) if learned else None
         if options.test:
             run_test(ctx, options, best_folder, learned)
+        if options.export and current_dist().is_main:  # n2q.export: the best weights of a
+            from n2q.export import export_from_run  # learning run not reloaded by -test
+
+            export_from_run(ctx, options.export, best_folder if not options.test else None)
         print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
 
 
@@ -130,6 +133,12 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
 
     Those files are written only once the INI, the data and the weights to load are known
     good: a bad input leaves nothing behind. Returns the context and the -l state."""
+    from n2q.io.atomic import recover_interrupted
+    from n2q.preflight import check_run
+
+    if current_dist().is_main:  # issue 14: rank 0 repairs, the others wait to read
+        recover_interrupted(workdir)  # folders a killed run left mid-replacement (notice)
+    barrier()
     print(f"Loading network configuration file {options.network}")
     cfg = load_network_file(options.network)
     state = read_saved_state(options.l) if options.l else None
@@ -139,6 +148,7 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
     ctx = build_context(cfg, options, seed, workdir)
     load_initial_weights(ctx, options, state)
     check_test_index(ctx, options)
+    check_run(ctx, options, seed_file=not from_file)  # before the first file is written
     if current_dist().is_main:  # issue 14: rank 0 writes
         if not from_file:
             (workdir / SEED_FILE).write_text(str(seed))
@@ -147,15 +157,11 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
 
 
 def check_export(kind: str | None) -> None:
-    """-export is refused before any work (ONNX export comes with a later issue)."""
-    if kind is None:
-        return
-    if kind not in EXPORT_TYPES:
-        raise UserError(f"-export {kind}: unknown export type; N2D2's are "
-                        f"{', '.join(EXPORT_TYPES)}")
-    raise UserError(f"-export {kind}: exporting is not supported yet by n2q"
-                    + (" (ONNX export is planned)" if kind == "ONNX" else
-                       "; only ONNX export is planned"))
+    """-export: the type is checked before any work (n2q.export)."""
+    if kind is not None:
+        from n2q.export import check_export_type
+
+        check_export_type(kind)
 
 
 def read_saved_state(folder: str) -> dict[str, Any]:
@@ -303,7 +309,11 @@ def run_learning(ctx: RunContext, options: Options, state: dict[str, Any] | None
         save_weights(ctx.net, ctx.workdir / "weights_init")
         print("[LOG] Initial weights (weights_init/)")
     reseed_rank(ctx.seed, learner.epoch)  # issue 14: ranks > 0 draw their own dropout masks
-    return learner.run()
+    best = learner.run()
+    if best is not None and not best.is_dir():  # a state already past the request, moved here
+        notice(f"nothing left to learn: testing the weights of the saved state {options.l}")
+        return None
+    return best
 
 
 def resume_metric(ctx: RunContext, options: Options, saved: str | None) -> None:

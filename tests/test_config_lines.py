@@ -109,7 +109,8 @@ def test_missing_file_and_bad_encoding(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.ini")
     bad = tmp_path / "bad.ini"
     bad.write_bytes(b"[s]\nA=\xff\xfe\n")
-    with pytest.raises(UserError, match="cannot read the INI file"):
+    with pytest.raises(UserError, match=re.escape(f"{bad}:2: byte 0xff is not UTF-8 text: "
+                                                  "save the file as UTF-8")):
         load_config(bad)
 
 

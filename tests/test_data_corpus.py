@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_data_databases import cifar_records, write_cifar10, write_ilsvrc, write_mnist
+from helpers import cifar_records, write_cifar10, write_ilsvrc, write_mnist
 
 from n2q.config import load_config
 from n2q.data import make_provider
@@ -57,7 +57,6 @@ def test_corpus_provider(name: str, tiny_root: Path, monkeypatch: pytest.MonkeyP
     cfg = load_config(CORPUS / name)
     if "database" not in cfg:
         pytest.skip("no [database]")
-    provider = "env" if "env" in cfg and "sp" not in cfg else "sp"  # make_provider's own pick
     expected = EXPECTED_ERRORS.get(Path(name).name)
     if expected:
         with pytest.raises(UserError, match=expected):
@@ -67,8 +66,10 @@ def test_corpus_provider(name: str, tiny_root: Path, monkeypatch: pytest.MonkeyP
                     next(iter(sp.loader(partition, shuffle=False, limit=1, num_workers=0)))
         return
     sp = make_provider(cfg, 1)
-    assert sp.name == provider
-    assert cfg.generated[(provider, "_EpochSize")] == sp.partition_sizes()["Learn"]
+    # every frame model of the corpus writes [sp]: its [env]-only files are the spiking ones
+    # (EXPECTED_ERRORS); [env] as a frame provider is test_data_provider.py's
+    assert sp.name == "sp"
+    assert cfg.generated[("sp", "_EpochSize")] == sp.partition_sizes()["Learn"]
     for partition, n in sp.partition_sizes().items():
         if n:
             x, y = next(iter(sp.loader(partition, shuffle=True, limit=1, num_workers=0)))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import (
+    cifar_records,
+    ini,
+    write_cifar10,
+    write_dir,
+    write_idx,
+    write_ilsvrc,
+    write_image,
+    write_mnist,
+)
 from PIL import Image
 
 from n2q.config import load_config
@@ -17,40 +25,6 @@ from n2q.data.partition import round_half_up
 from n2q.errors import UserError
 
 # -- writers of the on-disk formats ------------------------------------------------------------
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape)
-    data = header + array.tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
-
-
-def write_mnist(folder: Path, n_train: int = 10, n_test: int = 4, gz: bool = False,
-                h: int = 3, w: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose first pixel is their index (so a stimulus can be recognized)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    n = n_train + n_test
-    images = np.zeros((n, h, w), np.uint8)
-    images[:, 0, 0] = np.arange(n)
-    images[:, -1, -1] = 200
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    write_idx(folder / "train-images-idx3-ubyte", images[:n_train], gz)
-    write_idx(folder / "train-labels-idx1-ubyte", labels[:n_train], gz)
-    write_idx(folder / "t10k-images-idx3-ubyte", images[n_train:], gz)
-    write_idx(folder / "t10k-labels-idx1-ubyte", labels[n_train:], gz)
-    return images, labels
-
-
-def ini(tmp_path: Path, text: str, name: str = "net.ini") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def database(tmp_path: Path, body: str, seed: int = 1):
@@ -165,25 +139,6 @@ def test_real_mnist_lenet_partitions(test_data: Path, tmp_path: Path, monkeypatc
 
 # -- CIFAR -------------------------------------------------------------------------------------
 
-def cifar_records(labels: list[tuple[int, ...]], seed: int = 0) -> tuple[bytes, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)  # R, G, B planes
-    data = b"".join(bytes(lab) + img.tobytes() for lab, img in zip(labels, images, strict=True))
-    return data, images
-
-
-def write_cifar10(folder: Path, per_batch: int = 2, n_test: int = 3) -> np.ndarray:
-    folder.mkdir(parents=True, exist_ok=True)
-    all_images = []
-    for b in range(1, 6):
-        data, images = cifar_records([((b + i) % 10,) for i in range(per_batch)], seed=b)
-        (folder / f"data_batch_{b}.bin").write_bytes(data)
-        all_images.append(images)
-    data, images = cifar_records([(i % 10,) for i in range(n_test)], seed=9)
-    (folder / "test_batch.bin").write_bytes(data)
-    all_images.append(images)
-    return np.concatenate(all_images)
-
 
 def test_cifar10_records_bgr_and_partitions(tmp_path: Path, data_root: Path) -> None:
     images = write_cifar10(data_root / "cifar-10-batches-bin")
@@ -260,25 +215,6 @@ def test_cifar100_fine_and_coarse(tmp_path: Path, data_root: Path, coarse: int,
 
 # -- image folders -----------------------------------------------------------------------------
 
-def write_image(path: Path, value: int, size=(6, 4), mode: str = "RGB") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    colour = (value, (value + 1) % 256, (value + 2) % 256) if mode == "RGB" else value
-    Image.new(mode, size, colour).save(path)
-
-
-def write_ilsvrc(root: Path, per_class: int = 4) -> None:
-    wnids = ["n01", "n02", "n03"]
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "synsets.txt").write_text("".join(f"{w} class {w}\n" for w in wnids))
-    for k, w in enumerate(wnids):
-        for i in range(per_class):
-            write_image(root / "train" / w / f"{w}_{i}.JPEG", 10 * k + i)
-    lines = []
-    for i in range(3):
-        write_image(root / "val" / f"val_{i}.JPEG", 100 + i)
-        lines.append(f"val_{i}.JPEG {2 - i}")
-    (root / "val.txt").write_text("\n".join(lines) + "\n")
-
 
 def test_ilsvrc2012_partitions_labels(tmp_path: Path, data_root: Path) -> None:
     write_ilsvrc(data_root / "ILSVRC2012")
@@ -309,12 +245,6 @@ def test_ilsvrc2012_requires_learn(tmp_path: Path, data_root: Path) -> None:
     write_ilsvrc(data_root / "ILSVRC2012")
     with pytest.raises(UserError, match=r"missing key Learn"):
         database(tmp_path, "Type=ILSVRC2012_Database\n")
-
-
-def write_dir(root: Path, counts: dict[str, int], ext: str = "png") -> None:
-    for label, n in counts.items():
-        for i in range(n):
-            write_image(root / label / f"{i}.{ext}", i, mode="L")
 
 
 def test_dir_per_label_partitioning(tmp_path: Path, data_root: Path) -> None:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from test_data_databases import write_cifar10, write_mnist
+from helpers import write_cifar10, write_mnist
 
 from n2q.config import load_config
 from n2q.data.databases import make_database

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ini, write_cifar10, write_dir, write_mnist
 from PIL import Image
-from test_data_databases import ini, write_cifar10, write_dir, write_mnist
 
 from n2q.config import load_config
 from n2q.data import make_provider

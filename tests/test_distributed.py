@@ -172,11 +172,13 @@ Solvers.Momentum=0.9
 Solvers.Decay=0.0005
 """
 LSQ = "QWeight=LSQ\nQWeight.Range=15\nQAct=LSQ\nQAct.Range=15\n"
+SIMQAT = "QWeight=SimQAT\nQWeight.Range=255\nQAct=SimQAT\nQAct.Range=255\n"
 
 
 def _write_ini(folder: Path, *, batch: int, bn: bool = False, lsq: bool = False,
-               validation: float = 0.0, name: str | None = None, classes: int = 10) -> Path:
-    body = CONV_BN if bn else FC.format(quant=LSQ if lsq else "")
+               validation: float = 0.0, name: str | None = None, classes: int = 10,
+               quant: str = "") -> Path:
+    body = CONV_BN if bn else FC.format(quant=LSQ if lsq else quant)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name or f"net{batch}{'_bn' if bn else ''}{'_lsq' if lsq else ''}.ini")
     path.write_text(HEAD.format(batch=batch, body=body, validation=validation, classes=classes))
@@ -337,9 +339,9 @@ class Options:
     dev, sync_bn, compile, dist_timeout, multidev, find_lr = "cpu", True, False, 60, None, 0
 
 
-def learn(sync):
+def learn(ini, sync):
     torch.manual_seed(0)
-    net = build_network(load_config(sys.argv[1]), (1, 8, 8))
+    net = build_network(load_config(ini), (1, 8, 8))
     model = ddp.wrap(net)
     opt = make_optimizer(net, 64)
     g = torch.Generator().manual_seed(100 + rank)  # each rank its own stimuli
@@ -350,7 +352,7 @@ def learn(sync):
         with ddp.step_context(model, opt):
             out = model(x)["softmax"].flatten(1)
             F.cross_entropy(out, y).backward()
-        if step == 0:
+        if step == 0 and ini == sys.argv[1]:  # LSQ
             inits = [float(q.step_size) for q in (net.cells["fc1"].weight_quantizer,
                                                   net.cells["fc1"].act_quantizer)]
         opt.step()
@@ -383,7 +385,9 @@ def sync_bn():
 
 with dist.session(Options()):
     rank = dist.current().rank
-    result = {"synced": learn(True), "alone": learn(False), "bn": sync_bn()}
+    result = {"synced": learn(sys.argv[1], True), "alone": learn(sys.argv[1], False),
+              "simqat": learn(sys.argv[3], True)[1], "simqat alone": learn(sys.argv[3], False)[1],
+              "bn": sync_bn()}
     everyone = [None, None]
     tdist.all_gather_object(everyone, result)
     if rank == 0:
@@ -411,11 +415,13 @@ def _workers(tmp_path: Path, *args: object) -> list:
 def test_quantizer_state_and_sync_batchnorm_on_two_ranks(tmp_path: Path) -> None:
     """LSQ: each rank initializes its step sizes from its own first batch (they differ); after
     learning with ``after_step`` both ranks hold the same state, bit for bit; without it they
-    drift apart (the check can fail). Synchronized BatchNorm on 2 x 32 = F.batch_norm on 64:
+    drift apart (the check can fail). SimQAT: the tracked ranges (min / max reduced) too.
+    Synchronized BatchNorm on 2 x 32 = F.batch_norm on 64:
     outputs, input gradients, summed weight/bias gradients, running statistics."""
     import torch
 
-    ranks = _workers(tmp_path, _write_ini(tmp_path, batch=32, lsq=True), tmp_path / "out.pt")
+    ranks = _workers(tmp_path, _write_ini(tmp_path, batch=32, lsq=True), tmp_path / "out.pt",
+                     _write_ini(tmp_path, batch=32, quant=SIMQAT, name="simqat.ini"))
     (inits0, state0), (inits1, state1) = ranks[0]["synced"], ranks[1]["synced"]
     assert inits0[1] != pytest.approx(inits1[1], rel=1e-3)  # activations: their own batch
     assert inits0[0] == inits1[0]  # weights: the same on both ranks
@@ -424,6 +430,13 @@ def test_quantizer_state_and_sync_batchnorm_on_two_ranks(tmp_path: Path) -> None
         assert torch.equal(state0[key], state1[key]), key
     alone0, alone1 = ranks[0]["alone"][1], ranks[1]["alone"][1]
     assert not all(torch.equal(alone0[k], alone1[k]) for k in alone0)
+    simqat0, simqat1 = ranks[0]["simqat"], ranks[1]["simqat"]
+    ranges = [k for k in simqat0 if k.endswith((".min", ".max"))]
+    assert len(ranges) == 4  # fc1's weight and activation quantizers
+    for key in simqat0:
+        assert torch.equal(simqat0[key], simqat1[key]), key
+    alone0, alone1 = ranks[0]["simqat alone"], ranks[1]["simqat alone"]
+    assert not all(torch.equal(alone0[k], alone1[k]) for k in ranges)
     for rank in (0, 1):
         y, dx, dw, db, mean, var = ranks[rank]["bn"]["rank"]
         gy, gdx, gdw, gdb, gmean, gvar = ranks[rank]["bn"]["global"]

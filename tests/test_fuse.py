@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fuse_helpers
+import helpers
 import pytest
 import torch
-from fuse_helpers import random_stimuli
+from helpers import random_stimuli
 
 from n2q.config import load_config
 from n2q.errors import UserError
 from n2q.net import build_network
-from n2q.quant.fuse import FusionCheck, fuse_sat, load_fused, save_fused
+from n2q.quant.fuse import FusionCheck, StepKind, fuse_sat, load_fused, save_fused
 
 # The provider and the Conv template both networks below share.
 HEADER_INI = """
@@ -160,7 +160,7 @@ def stimuli(n: int, seed: int) -> torch.Tensor:
 
 
 def train_briefly(net, steps: int = 25, seed: int = 0) -> None:
-    fuse_helpers.train_briefly(
+    helpers.train_briefly(
         net, SHAPE, "softmax", 5, steps=steps, batch=32, lr=0.05, first_seed=1000,
         seed=seed,
     )
@@ -347,7 +347,7 @@ def test_unfusable_cells_stay_float_and_are_listed(tmp_path: Path) -> None:
     assert any("ApplyQuantization=0" in line for line in lines)
     assert any("Average" in line for line in lines)
     assert "bn2" in fused.cells  # not folded: its conv stays float
-    assert fused.steps[-2].name == "fc" and fused.steps[-2].kind == "linear"
+    assert fused.steps[-2].name == "fc" and fused.steps[-2].kind is StepKind.LINEAR
     stats = compare(net, fused, stimuli(200, 5))
     assert stats["same_class"] == 1.0
     assert stats["share"] < 1e-3
@@ -443,7 +443,7 @@ def test_branches_without_qact_into_a_sat_sum(tmp_path: Path, quantize_conv3: in
     assert fused.domains["conv2"].partial and fused.alias["bn2"] == "conv2"
     if quantize_conv3:
         assert lines == []
-        assert fused.domains["conv3"].partial and fused.steps[3].kind == "sum"
+        assert fused.domains["conv3"].partial and fused.steps[3].kind is StepKind.SUM
     else:
         assert {line.split(":")[0] for line in lines} == {"conv3", "bn3", "sum1"}, lines
     assert (net.cells["bn2"].weight < 0).any()

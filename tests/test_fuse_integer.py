@@ -10,10 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from n2q.quant.fusion.layers import IntegerBranchLayer, IntegerElemWise, IntegerLinearLayer
 from n2q.quant.integer import (
-    IntegerBranchLayer,
-    IntegerElemWise,
-    IntegerLinearLayer,
     Rescale,
     accumulator_dtype,
     bn_factor,

@@ -23,13 +23,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import fuse_helpers  # noqa: E402
-from fuse_helpers import random_stimuli  # noqa: E402
-from test_onnx_quant import sat_ini  # noqa: E402
+import helpers  # noqa: E402
+from helpers import random_stimuli, sat_ini  # noqa: E402
 
 from n2q.config import load_config  # noqa: E402
 from n2q.net import build_network  # noqa: E402
-from n2q.quant.fuse import fuse_sat, load_fused, save_fused  # noqa: E402
+from n2q.quant.fuse import StepKind, fuse_sat, load_fused, save_fused  # noqa: E402
 
 SHAPE = (3, 64, 64)
 SAMPLES = 300
@@ -59,7 +58,7 @@ def negate_some_gammas(net) -> None:
 
 
 def train_briefly(net, steps: int = 10, seed: int = 0) -> None:
-    fuse_helpers.train_briefly(
+    helpers.train_briefly(
         net, SHAPE, "soft1", 3, steps=steps, batch=16, lr=0.02, first_seed=100, seed=seed
     )
 
@@ -94,15 +93,15 @@ def test_every_cell_is_fused(trained) -> None:
     assert not any(c.type == "BatchNorm" for c in fused.cells.values())
     for bn in (*BRANCH_BNS, *SAT_BNS):
         conv = bn.replace("batchnorm", "conv")
-        assert fused.alias[bn] == conv and kinds[conv] == "linear"
+        assert fused.alias[bn] == conv and kinds[conv] is StepKind.LINEAR
         # a branch outputs partial sums for its Sum, a SAT BN integer levels
         assert fused.domains[conv].partial == (bn in BRANCH_BNS)
-    assert all(kinds[s] == "sum" for s in SUMS)
-    assert kinds["resnetv15_pool0_fwd"] == "pass"  # max pool, padded: exact on integers
-    assert kinds["resnetv15_pool1_fwd"] == "pool_sum"
+    assert all(kinds[s] is StepKind.SUM for s in SUMS)
+    assert kinds["resnetv15_pool0_fwd"] is StepKind.PASS  # max pool, padded: exact on integers
+    assert kinds["resnetv15_pool1_fwd"] is StepKind.POOL_SUM
     last = fused.domains["resnetv15_stage4__plus1"]
     assert fused.domains["resnetv15_pool1_fwd"].range == last.range * 2 * 2  # 2x2 window sum
-    assert kinds["resnetv15_dense0_fwd"] == "linear"
+    assert kinds["resnetv15_dense0_fwd"] is StepKind.LINEAR
     assert not fused.domains["resnetv15_dense0_fwd"].integer  # float logits
     # conv0, pool0, the first conv of each of the 8 blocks, the 8 sums, pool1
     assert len(fused.integer_nodes()) == 1 + 1 + 8 + 8 + 1

@@ -91,7 +91,7 @@ def test_load_errors(tmp_path: Path) -> None:
         load_state(tmp_path / "nowhere")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "state.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match=r"state.pt: cannot read the saved state"):
+    with pytest.raises(UserError, match=r"bad: the saved state in this folder has no checksum"):
         load_state(tmp_path / "bad")
     save_state(tmp_path / "s", epoch=3)
     with pytest.raises(UserError, match="the saved state has no 'optimizer' .*epoch"):

@@ -1,8 +1,8 @@
 """N2D2's own model files, unmodified, through the real command.
 
 - LeNet.ini on the real MNIST (8000 train / 2000 test): ``n2q LeNet.ini -learn-epoch 10 -test``
-  must reach >= 97.5% on the 2000 test digits (N2D2 itself: 97.25%, see
-  n2d2-run-LeNet/README.md) and write every file of a run (spec/cli.md).
+  over three seeds must learn as well as N2D2's own runs (mean test rate) and write every file
+  of a run (spec/cli.md).
 - cifar-10.ini learns one epoch on tiny CIFAR-10 binary files written by the test.
 """
 
@@ -32,33 +32,47 @@ def n2q(args: list[str], cwd: Path, data: Path, timeout: int) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.slow
-def test_lenet_reaches_97_5_percent_and_writes_every_file(reference: Path, test_data: Path,
-                                                          tmp_path: Path) -> None:
-    shutil.copy(reference / "n2d2-models" / "LeNet.ini", tmp_path / "LeNet.ini")
-    # N2D2 itself reaches 97.25% (its seed 1; validation 85.7 -> 97.49%). n2q on this CPU,
-    # seeds 1..10: 96.95 97.35 97.75 98.05 97.6 97.35 97.7 97.2 97.75 97.5 (mean 97.52, 6 of
-    # 10 reach 97.5; validation 89-93 -> 97.4-98.2%): 97.5% is the seed spread's middle, not
-    # its floor. The run is deterministic on the CPU for a seed; seed 4 is one that passes.
-    result = n2q(["LeNet.ini", "-learn-epoch", "10", "-test", "-seed", "4"], tmp_path,
+# N2D2's own runs of LeNet.ini on this data (10 epochs, 2000 test digits): 97.25% (seed 1,
+# n2d2-run-LeNet/README.md), 97.75%, 97.60% (issue 10)
+N2D2_RATES = (97.25, 97.75, 97.60)
+# One run's rate spreads with the seed: n2q's sd is ~0.35 points (seeds 1..10 on this CPU:
+# 96.95 97.35 97.75 98.05 97.6 97.35 97.7 97.2 97.75 97.5), N2D2's three ~0.25. The mean of
+# three runs then has an sd of ~0.2 and the difference of the two means ~0.25 points: n2q's
+# mean over seeds 1, 2, 3 must be within 3 sd (0.75 points) of N2D2's, or above it.
+SEEDS = (1, 2, 3)
+MARGIN = 0.75
+
+
+def learn_lenet(reference: Path, test_data: Path, folder: Path, seed: int) -> tuple[str, float]:
+    """``n2q LeNet.ini -learn-epoch 10 -test -seed S`` in ``folder``: (stdout, test rate)."""
+    folder.mkdir()
+    shutil.copy(reference / "n2d2-models" / "LeNet.ini", folder / "LeNet.ini")
+    result = n2q(["LeNet.ini", "-learn-epoch", "10", "-test", "-seed", str(seed)], folder,
                  test_data, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+    match = FINAL.search(result.stdout)
+    assert match, result.stdout[-2000:]
+    return result.stdout, float(match.group(1))
+
+
+@pytest.mark.slow
+def test_lenet_learns_as_well_as_n2d2_and_writes_every_file(reference: Path, test_data: Path,
+                                                             tmp_path: Path) -> None:
+    runs = [learn_lenet(reference, test_data, tmp_path / f"seed{s}", s) for s in SEEDS]
+    rates = [rate for _, rate in runs]
+    assert sum(rates) / len(rates) >= sum(N2D2_RATES) / len(N2D2_RATES) - MARGIN, rates
+    out, rate = runs[0]
+    tmp_path = tmp_path / f"seed{SEEDS[0]}"
     assert "Learning database size: 6400 images" in out
     assert "Validation database size: 1600 images" in out
     assert "Testing database size: 2000 images" in out
     assert "Learning rate after 50(x128) iteration(s): 0.04965" in out  # N2D2's schedule
-    match = FINAL.search(out)
-    assert match, out[-2000:]
-    rate, error = float(match.group(1)), float(match.group(2))
-    assert rate >= 97.5
-    assert rate + error == pytest.approx(100.0)
     for folder in ("weights_init", "weights_validation"):
         names = {p.name for p in (tmp_path / folder).iterdir()}
         assert {f"{c}_weights.syntxt" for c in ("conv1", "conv2", "conv3", "fc1", "fc2")} <= names
     assert (tmp_path / "net_state_validation" / "state.pt").is_file()
     assert (tmp_path / "LeNet.ini.png").is_file() and (tmp_path / "LeNet.ini.dot").is_file()
-    assert (tmp_path / "seed.dat").read_text() == "4"
+    assert (tmp_path / "seed.dat").read_text() == str(SEEDS[0])
     target = tmp_path / "softmax.Target"
     reference_files = {p.name for p in (reference / "n2d2-run-LeNet/softmax.Target").iterdir()
                        if p.name.startswith(("Success", "ConfusionMatrix", "Misclassified"))}
@@ -80,7 +94,7 @@ def test_lenet_reaches_97_5_percent_and_writes_every_file(reference: Path, test_
     assert 100 * cm[cm[:, 0] == cm[:, 1], 2].sum() / 2000 == pytest.approx(rate, abs=0.01)
     misclassified = (target / "Misclassified_test.dat").read_text().splitlines()
     assert misclassified[0] == "# name target estimated count"
-    assert len(misclassified) - 1 == round(2000 * error / 100)
+    assert len(misclassified) - 1 == round(2000 * (100 - rate) / 100)
 
 
 def write_tiny_cifar(root: Path, per_file: int = 24, n_test: int = 32) -> None:

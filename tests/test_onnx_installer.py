@@ -17,7 +17,7 @@ import onnx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import mobilenetv2_like  # noqa: E402
+from helpers import mobilenetv2_like  # noqa: E402
 
 TOOL = Path(__file__).parents[1] / "tools" / "install_onnx_models.py"
 

@@ -14,8 +14,15 @@ import pytest
 from onnx import numpy_helper, version_converter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import GraphBuilder, resnet18v1, run_onnxruntime  # noqa: E402
-from test_onnx_import import assert_matches_onnxruntime, build, rand, write_ini  # noqa: E402
+from helpers import (  # noqa: E402
+    GraphBuilder,
+    assert_matches_onnxruntime,
+    build,
+    rand,
+    resnet18v1,
+    run_onnxruntime,
+    write_ini,
+)
 
 from n2q.errors import UserError  # noqa: E402
 from n2q.net.onnx_graph import GraphError, load_graph  # noqa: E402
@@ -204,7 +211,7 @@ def test_operator_without_cell_is_an_onnx2torch_module(tmp_path: Path, op: str,
     assert list(net.cells) == ["c_fwd", "op"]
     x = rand(2, 3, 8, 8, seed=9)
     ref = np.concatenate([run_onnxruntime(model, x[i:i + 1]) for i in range(2)])
-    from test_onnx_import import n2q_output
+    from helpers import n2q_output
 
     assert np.abs(n2q_output(net, x) - ref.reshape(2, -1)).max() <= 1e-5
 

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import make_tiny_imagenet, resnet18v1  # noqa: E402
+from helpers import make_tiny_imagenet, resnet18v1  # noqa: E402
 
 from n2q.config import load_config  # noqa: E402
 from n2q.net import build_network  # noqa: E402
@@ -70,7 +70,7 @@ def test_resnet18v1_ini_builds_with_a_zoo_shaped_file(tmp_path: Path, monkeypatc
 
 
 def test_mobilenetv2_ini_builds_with_a_zoo_shaped_file(tmp_path: Path, monkeypatch) -> None:
-    from test_onnx_graphs import mobilenetv2_like
+    from helpers import mobilenetv2_like
 
     monkeypatch.setenv("N2Q_MODELS", str(tmp_path))
     target = tmp_path / "ONNX" / "mobilenetv2" / "mobilenetv2-1.0.onnx"

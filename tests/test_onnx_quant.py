@@ -12,13 +12,12 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_onnx_graphs import RESNET18V1_RELUS, make_tiny_imagenet, resnet18v1  # noqa: E402
+from helpers import WIDTHS, make_tiny_imagenet, resnet18v1, sat_ini  # noqa: E402
 
 from n2q.cli import main  # noqa: E402
 from n2q.config import load_config  # noqa: E402
 from n2q.net import build_network  # noqa: E402
 
-WIDTHS = (8, 8, 16, 16)
 WNIDS = ("n01440764", "n01443537", "n01484850")
 
 
@@ -32,140 +31,6 @@ def tiny_imagenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # The seed's tutorial (ResNet-18 SAT), at 64x64 for speed; step 1 clamps, step 2 quantizes.
-SAT_RECIPE = """
-DefaultModel=Frame_CUDA
-[database]
-Type=ILSVRC2012_Database
-RandomPartitioning=1
-Learn=1.0
-[sp]
-SizeX=64
-SizeY=64
-NbChannels=3
-BatchSize=4
-[sp.Transformation-1]
-Type=ColorSpaceTransformation
-ColorSpace=RGB
-[sp.Transformation-2]
-Type=RangeAffineTransformation
-FirstOperator=Divides
-FirstValue=255.0
-[sp.Transformation-3]
-Type=RandomResizeCropTransformation
-Width=64
-Height=64
-ScaleMin=0.2
-ScaleMax=1.0
-RatioMin=0.75
-RatioMax=1.33
-ApplyTo=LearnOnly
-[sp.Transformation-4]
-Type=RescaleTransformation
-Width=73
-Height=73
-KeepAspectRatio=1
-ResizeToFit=0
-ApplyTo=NoLearn
-[sp.Transformation-5]
-Type=PadCropTransformation
-Width=[sp.Transformation-4]Width
-Height=[sp.Transformation-4]Height
-ApplyTo=NoLearn
-[sp.Transformation-6]
-Type=SliceExtractionTransformation
-Width=[sp]SizeX
-Height=[sp]SizeY
-OffsetX=4
-OffsetY=4
-ApplyTo=NoLearn
-[sp.OnTheFlyTransformation-7]
-Type=FlipTransformation
-ApplyTo=LearnOnly
-RandomHorizontalFlip=1
-
-[onnx:Conv_def]
-QWeight=SAT
-QWeight.ApplyScaling=0
-QWeight.ApplyQuantization={QUANT}
-{RANGE}
-WeightsFiller=XavierFiller
-WeightsFiller.VarianceNorm=FanOut
-WeightsFiller.Scaling=1.0
-ConfigSection=conv.config
-[conv.config]
-NoBias=1
-Solvers.LearningRatePolicy=CosineDecay
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-Solvers.Decay=0.00004
-Solvers.MaxIterations=192175050
-Solvers.IterationSize=2
-[onnx:Fc_def]
-QWeight=SAT
-QWeight.ApplyScaling=1
-QWeight.ApplyQuantization={QUANT}
-{RANGE}
-WeightsFiller=XavierFiller
-WeightsFiller.VarianceNorm=FanOut
-WeightsFiller.Scaling=1.0
-ConfigSection=fc.config
-[fc.config]
-NoBias=0
-Solvers.LearningRatePolicy=CosineDecay
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-Solvers.Decay=0.00004
-Solvers.MaxIterations=192175050
-Solvers.IterationSize=2
-[onnx:BatchNorm_def]
-ConfigSection=bn_train.config
-[bn_train.config]
-Solvers.LearningRatePolicy=CosineDecay
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-Solvers.Decay=0.00004
-Solvers.MaxIterations=192175050
-Solvers.IterationSize=2
-{ACTIVATIONS}
-[onnx]
-Input=sp
-Type=ONNX
-File=resnet18v1.onnx
-ONNX_init=0
-[soft1]
-Input=resnetv15_dense0_fwd
-Type=Softmax
-NbOutputs=3
-WithLoss=1
-[soft1.Target]
-"""
-RELUQ = """[ReluQ_def]
-ActivationFunction=Linear
-QAct=SAT
-QAct.Range=15
-QActSolver=SGD
-QActSolver.LearningRatePolicy=CosineDecay
-QActSolver.LearningRate=0.05
-QActSolver.Momentum=0.9
-QActSolver.Decay=0.00004
-QActSolver.MaxIterations=192175050
-QActSolver.IterationSize=2
-""" + "".join(f"[{r}]ReluQ_def\n" for r in RESNET18V1_RELUS) + """
-[resnetv15_conv0_fwd]onnx:Conv_def
-QWeight.Range=255
-[resnetv15_dense0_fwd]onnx:Fc_def
-QWeight.Range=255
-"""
-
-
-def sat_ini(folder: Path, quantize: bool) -> Path:
-    text = SAT_RECIPE.replace("{QUANT}", str(int(quantize)))
-    text = text.replace("{RANGE}", "QWeight.Range=15" if quantize else "")
-    text = text.replace("{ACTIVATIONS}", RELUQ if quantize else "")
-    path = folder / f"resnet18-v1{'-q' if quantize else ''}.ini"
-    path.write_text(text)
-    onnx.save(resnet18v1(size=64, classes=3, widths=WIDTHS), str(folder / "resnet18v1.onnx"))
-    return path
 
 
 def quantizers(ini: Path, shape: tuple[int, int, int]) -> dict[str, tuple]:

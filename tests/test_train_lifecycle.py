@@ -9,57 +9,19 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import make_tiny_workdir, n2q, read_weights
+from helpers import make_tiny_workdir, n2q, read_weights, write_net
 
 from n2q.quant.protocol import RunPlan
 from n2q.quant.registry import ACT_QUANTIZERS, ActQuantizer
 
-# 192 stimuli, Validation=0.25: 144 Learn stimuli = 9 batches of 16 per epoch
-NET = """
-[database]
-Type=MNIST_IDX_Database
-Validation=0.25
+# helpers' tiny network (192 stimuli, Validation=0.25: 144 Learn stimuli = 9 batches of 16
+# per epoch) with a BatchNorm + probe quantizer as its middle layer
 
-[sp]
-SizeX=10
-SizeY=10
-BatchSize=16
 
-[fc1]
-Input=sp
-Type=Fc
-NbOutputs=24
-ActivationFunction=Linear
-ConfigSection=common
+def probe_layer(iteration_size: int) -> tuple[str, str]:
+    return ("bn1", "Type=BatchNorm\nNbOutputs=24\nActivationFunction=Rectifier\n"
+            f"QAct=LifecycleProbe\nSolvers.IterationSize={iteration_size}")
 
-[bn1]
-Input=fc1
-Type=BatchNorm
-NbOutputs=24
-ActivationFunction=Rectifier
-QAct=LifecycleProbe
-ConfigSection=common
-
-[fc2]
-Input=bn1
-Type=Fc
-NbOutputs=10
-ActivationFunction=Linear
-ConfigSection=common
-
-[softmax]
-Input=fc2
-Type=Softmax
-NbOutputs=10
-WithLoss=1
-
-[softmax.Target]
-
-[common]
-Solvers.LearningRate=0.05
-Solvers.Momentum=0.9
-Solvers.IterationSize={iteration_size}
-"""
 
 CALIBRATE_AFTER = 2  # the epoch after which the probe asks for a calibration pass
 
@@ -105,8 +67,8 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_probe_net(folder: Path, iteration_size: int = 1) -> str:
-    (folder / "probe.ini").write_text(NET.format(iteration_size=iteration_size))
-    return "probe.ini"
+    return write_net(folder, name="probe.ini", middle=probe_layer(iteration_size),
+                     common=f"Solvers.IterationSize={iteration_size}")
 
 
 def run(*args: Any) -> list[tuple[Any, ...]]:
@@ -188,3 +150,12 @@ def test_iteration_size_steps_every_k_batches(tiny: Path) -> None:
     assert calls == [("bind", "bn1", True), plan(1, 0, steps_per_epoch=4),
                      ("start_epoch", 1)] + [("after_step", s) for s in range(1, 5)] + [
                          ("wants_calibration", 1)]
+
+
+def test_find_lr_is_a_one_epoch_run_for_the_quantizers(tiny: Path) -> None:
+    ini = write_probe_net(tiny)
+    calls = run(ini, "-find-lr", 80, "-seed", 5)
+    # 80 stimuli = 5 batches of 16, one step each; no calibration question
+    assert calls == [("bind", "bn1", True), ("plan", RunPlan(
+        total_epochs=1, start_epoch=0, learn_size=144, batch_size=16, steps_per_epoch=5)),
+        ("start_epoch", 1)] + [("after_step", s) for s in range(1, 6)]

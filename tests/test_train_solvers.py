@@ -101,6 +101,27 @@ def test_iteration_size_accumulates_then_updates_with_the_mean() -> None:
     assert w.grad is None and opt.param_groups[0]["updates"] == 1
 
 
+def test_steps_count_the_updates_of_the_group_that_updates_most_often() -> None:
+    """IterationSize 2 and 3 in two groups: after 6 batches, 3 and 2 updates; ``steps`` is
+    the first (what the quantizers' after_step counts), and it survives a state dict."""
+    a, b = nn.Parameter(torch.ones(1)), nn.Parameter(torch.ones(1))
+    groups = [{"params": [p], "spec": SolverSpec(schedule=Schedule(iteration_size=k))}
+              for p, k in ((a, 2), (b, 3))]
+    opt = N2D2Optimizer(groups, batch_size=1)
+    assert opt.iteration_size == 2 and opt.steps == 0
+    seen = []
+    for _ in range(6):
+        (a + b).sum().backward()
+        opt.step()
+        seen.append(opt.steps)
+    assert seen == [0, 1, 1, 2, 2, 3]
+    assert [g["updates"] for g in opt.param_groups] == [3, 2]
+    again = N2D2Optimizer([{"params": [p], "spec": SolverSpec(schedule=Schedule(
+        iteration_size=k))} for p, k in ((a, 2), (b, 3))], batch_size=1)
+    again.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert again.steps == 3
+
+
 def test_state_dict_round_trip_keeps_counters_and_momentum() -> None:
     spec = SolverSpec(schedule=Schedule(learning_rate=0.1, policy="StepDecay", decay=0.5),
                       momentum=0.9)

@@ -1,7 +1,10 @@
 """Time per training step of the same network float, SAT W4A4 and LSQ W4A4, in one run.
 
     nice /work/venv/bin/python tools/bench_qat.py [--steps 20] [--device cpu]
-        [--nets lenet resnet18] [--threads N] [--batch-lenet 128] [--batch-resnet 32]
+        [--nets lenet resnet18 slb] [--threads N] [--batch-lenet 128] [--batch-resnet 32]
+
+The ``slb`` block times SLB W4 (every Conv, float Fc, float activations) on the same
+ResNet-18-CIFAR against float (goal: <= 1.5x on CPU), and the SLB quantizers alone.
 
 Networks (built here with n2q's quantizers, so the numbers isolate the quantizers' cost):
 - LeNet (seed 004): conv 6/16/120 5x5 + BN, fc 84/10, 1x32x32 input;
@@ -147,7 +150,8 @@ def time_variants(steps: dict[str, object], rounds: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--nets", nargs="+", default=["lenet", "resnet18"])
+    ap.add_argument("--nets", nargs="+", default=["lenet", "resnet18", "slb"],
+                    help="lenet, resnet18 (float, SAT, LSQ) and slb (float, SLB W4 ResNet-18)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--batch-lenet", type=int, default=128)
     ap.add_argument("--batch-resnet", type=int, default=32)
@@ -160,11 +164,11 @@ def main(argv: list[str] | None = None) -> None:
                 "resnet18": (resnet18, (3, 32, 32), args.batch_resnet),
                 "resnet18-imagenet": (resnet18_imagenet, (3, 224, 224), args.batch_imagenet)}
     if args.compile:
-        return compare_compiled(builders, args)
+        return compare_compiled({k: v for k, v in builders.items() if k in args.nets}, args)
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
           f"median of {args.steps} interleaved steps")
     print(f"{'network':<10} {'variant':<9} {'ms/step':>9} {'x float':>8} {'images/s':>9}")
-    for name in args.nets:
+    for name in (n for n in args.nets if n in builders):
         build, shape, batch = builders[name]
         torch.manual_seed(0)
         x = torch.rand(batch, *shape, device=args.device)
@@ -177,7 +181,62 @@ def main(argv: list[str] | None = None) -> None:
         for label, t in result.items():
             print(f"{name:<10} {label:<9} {t * 1e3:9.2f} {t / result['float']:8.2f} "
                   f"{batch / t:9.1f}")
+    if "slb" in args.nets:
+        bench_slb(args)
 
+
+# -- SLB (seeds 000/002): ResNet-18-CIFAR W4 training step against float -----------------------
+# Golden Stick's SLB quantizes every Conv (the stem too) and leaves the Fc float; activations
+# float (weights-only SLB). Every weight carries R+1 = 16 logits: the step adds a softmax over
+# 11M x 16 logits forward and backward, and the optimizer updates 16x the float weight count.
+def slb_resnet18(range_: int = 15) -> nn.Module:
+    def wq(_bits: int) -> nn.Module:
+        return WEIGHT_QUANTIZERS["SLB"](range=range_)
+
+    def aq(_bits: int = 15) -> None:
+        return None
+    layers: list[nn.Module] = [QConv(3, 64, 3, 1, 1, wq(0)), nn.BatchNorm2d(64), Act()]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride, wq, aq), Block(cout, cout, 1, wq, aq)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), QFc(512, 10)]
+    return nn.Sequential(*layers)
+
+
+def slb_quantizer_time(net: nn.Module, rounds: int) -> float:
+    """Median seconds of the SLB quantizers alone (relaxed forward + backward of every conv)."""
+    convs = [m for m in net.modules() if isinstance(m, QConv)]
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        total = sum((m.wq.fake_quantize(m.weight) * 1e-3).sum() for m in convs)
+        total.backward()
+        times.append(time.perf_counter() - start)
+        for m in convs:
+            m.wq.logits.grad = None
+    return statistics.median(times)
+
+
+def bench_slb(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(args.batch_resnet, 3, 32, 32, device=args.device)
+    y = torch.randint(0, 10, (args.batch_resnet,), device=args.device)
+    torch.manual_seed(0)
+    float_net = resnet18(None).to(args.device)
+    slb_net = slb_resnet18().to(args.device)
+    with torch.no_grad():
+        slb_net(x[:1])        # the logits take the weights' shapes at the first forward
+    logits = sum(m.wq.logits.numel() for m in slb_net.modules() if isinstance(m, QConv))
+    result = time_variants({"float": make_step(float_net, x, y),
+                            "SLB W4": make_step(slb_net, x, y)}, args.steps)
+    quantizers = slb_quantizer_time(slb_net, max(3, args.steps // 4))
+    print(f"SLB: {logits / 1e6:.1f}M logits (R+1 = 16 per conv weight), batch "
+          f"{args.batch_resnet}; goal <= 1.5x float")
+    for label, t in result.items():
+        print(f"{'resnet18':<10} {label:<9} {t * 1e3:9.2f} {t / result['float']:8.2f}")
+    print(f"{'resnet18':<10} {'SLB only':<9} {quantizers * 1e3:9.2f}   (softmax forward + "
+          "backward of all SLB quantizers)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,8 +268,7 @@ def compare_compiled(builders: dict, args: argparse.Namespace) -> None:
     apart (the first compiled steps)."""
     print(f"{'network':<18} {'variant':<9} {'eager ms':>9} {'compiled':>9} {'c/e':>6} "
           f"{'c x float c':>11} {'images/s c':>10} {'compile s':>9}")
-    for name in args.nets:
-        build, shape, batch = builders[name]
+    for name, (build, shape, batch) in builders.items():
         torch.manual_seed(0)
         x = torch.rand(batch, *shape, device=args.device)
         y = torch.randint(0, 10, (batch,), device=args.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from n2q.errors import did_you_mean as _did_you_mean
 
 REQUIRED: Any = object()  # sentinel: a read without default raises "missing key"
 
+INT_MIN, INT_MAX = -(2 ** 31), 2 ** 31 - 1  # N2D2 reads integer keys as C++ int
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -138,19 +140,29 @@ class Section:
         return True, text
 
     def _convert(self, key: str, text: str, kind: str) -> Any:
+        what = "an integer" if kind == "int" else "a number"
+        # ASCII as N2D2 writes numbers: Python would also read "１２" and "1_000"
+        if not text.isascii() or "_" in text:
+            raise self.error(key, f"'{text}' is not {what} (write ASCII digits)")
         try:
             if kind == "int":
-                return self._to_int(key, text)
-            return float(text)
+                value = self._to_int(key, text)
+                if not INT_MIN <= value <= INT_MAX:
+                    raise self.error(key, f"{text} is out of range: N2D2 reads integers of 32 "
+                                          f"bits ({INT_MIN} to {INT_MAX})")
+                return value
+            number = float(text)
         except ValueError:
-            what = "an integer" if kind == "int" else "a number"
             raise self.error(key, f"'{text}' is not {what}") from None
+        if not math.isfinite(number):  # NaN or inf would poison every value computed from it
+            raise self.error(key, f"'{text}' is not a finite number")
+        return number
 
     def _to_int(self, key: str, text: str) -> int:
         """N2D2 models divide with Python 2 semantics (``$([sp]_EpochSize * 120 / 256)``): an
         integer key given a float takes its integer part (with a notice if it had decimals)."""
         text = text.strip()
-        if text.lstrip("+-").isdigit():
+        if re.fullmatch(r"[+-]?[0-9]+", text):
             return int(text)
         value = float(text)
         if not math.isfinite(value):

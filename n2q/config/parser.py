@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from n2q.config.model import Config, Entry, Section
+from n2q.config.source import read_source, template_roots
 from n2q.config.template import (
     find_template,
     is_template_header,
@@ -66,7 +67,13 @@ def _unquote(value: str) -> str:
     return value
 
 
-def parse_header(body: str, file: str, line: int) -> tuple[str, list[str]]:
+def _shown(body: str, quote: bool) -> str:
+    """The line quoted in an error, or "this line" for a line of an included file (an error
+    never echoes what an include read)."""
+    return f"'{body}'" if quote else "this line"
+
+
+def parse_header(body: str, file: str, line: int, quote: bool = True) -> tuple[str, list[str]]:
     """``[NAME] BASE1 BASE2`` -> (NAME, [BASE1, BASE2]); NAME ends at the first ``]``."""
     end = body.find("]")
     if end < 0:
@@ -76,9 +83,9 @@ def parse_header(body: str, file: str, line: int) -> tuple[str, list[str]]:
         raise UserError("empty section name: write [NAME]", file=file, line=line)
     bases = body[end + 1:].split()
     if any("=" in b for b in bases):
-        raise UserError(f"'{body}' mixes a section header and KEY=VALUE: put [{name}] alone "
-                        "on its line (optionally followed by base section names)", file=file,
-                        line=line, section=name)
+        raise UserError(f"{_shown(body, quote)} mixes a section header and KEY=VALUE: put "
+                        f"[{name}] alone on its line (optionally followed by base section "
+                        "names)", file=file, line=line, section=name)
     return name, bases
 
 
@@ -113,9 +120,9 @@ class _Builder:
         self.body_keys = set()
         return section
 
-    def assignment(self, body: str, file: str, line: int) -> None:
+    def assignment(self, body: str, file: str, line: int, quote: bool = True) -> None:
         if "=" not in body:
-            raise UserError(f"'{body}' is neither [SECTION] nor KEY=VALUE: add '=' or "
+            raise UserError(f"{_shown(body, quote)} is neither [SECTION] nor KEY=VALUE: add '=' or "
                             "comment the line out with ';'", file=file, line=line,
                             section=self.current.name or None)
         key, value = body.split("=", 1)
@@ -157,11 +164,12 @@ class _Builder:
             return
         section, path_text, file = self.pending
         self.pending = None
-        path = find_template(path_text, file, section.name, section.line)
+        roots = template_roots(self.config.path)
+        path = find_template(path_text, file, section.name, section.line, roots)
         params = {"SECTION_NAME": section.name, "SECTION_FILE_NAME": str(path)}
         params.update({key: _template_parameter(section, key) for key in section.entries})
         try:
-            text, origins = render_file(path, params, (section.file, section.line))
+            text, origins = render_file(path, params, roots)
         except UserError as err:
             err.section = err.section or section.name
             raise
@@ -200,27 +208,23 @@ def parse_text(config: Config, text: str, file: str, builder: _Builder | None = 
     builder = builder or _Builder(config)
     for line, body in logical_lines(text, file, origins):
         where_file, where_line = origins[line - 1] if origins else (file, line)
+        quote = where_file == file  # not a line of an {% include %}d file
         if body.startswith("["):
             builder.flush_template()
-            name, bases = parse_header(body, where_file, where_line)
+            name, bases = parse_header(body, where_file, where_line, quote)
             if is_template_header(name):
                 builder.template_header(name, bases, where_file, where_line)
             else:
                 builder.header(name, bases, where_file, where_line)
         else:
-            builder.assignment(body, where_file, where_line)
+            builder.assignment(body, where_file, where_line, quote)
     builder.flush_template()
 
 
 def load_config(path: str | Path) -> Config:
     """Read an INI file into a :class:`Config` (UserError if unreadable)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("INI file not found: check the path", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the INI file ({exc})", file=path) from None
+    text = read_source(path, "INI file")
     config = Config(path)
     parse_text(config, text, str(path))
     return config

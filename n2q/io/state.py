@@ -14,6 +14,7 @@ value fails at save time, not at resume.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError
-from n2q.io.atomic import atomic_folder
+from n2q.io.atomic import atomic_folder, refuse_half_written
+from n2q.io.resume import record_saved_state
 
 STATE_FILE = "state.pt"
+CHECKSUM_FILE = "state.sha256"  # sha256sum's format: `sha256sum -c state.sha256` checks it
 FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device,
           torch.Size)
@@ -91,22 +94,55 @@ def save_state(folder: str | Path, **objects: Any) -> Path:
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
         torch.save(payload, tmp / STATE_FILE)
+        digest = _sha256(tmp / STATE_FILE)
+        (tmp / CHECKSUM_FILE).write_text(f"{digest}  {STATE_FILE}\n", encoding="ascii")
+    record_saved_state(folder)  # the Ctrl-C message names it
     return folder
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _damaged(folder: Path, why: str) -> UserError:
+    return UserError(f"the saved state in this folder {why}: resume from another state folder "
+                     "(net_state/ or net_state_validation/) or rerun without -l", file=folder)
+
+
+def _read_checked(folder: Path) -> dict[str, Any]:
+    """The saved dictionary of ``folder``, its checksum verified first: a flipped byte, a
+    truncated or emptied file, or a foreign file is one line naming the folder."""
+    path, checksum = folder / STATE_FILE, folder / CHECKSUM_FILE
+    if not checksum.is_file():
+        raise _damaged(folder, f"has no checksum ({CHECKSUM_FILE}): it is incomplete or was "
+                               "not written by this n2q")
+    expected = checksum.read_text(encoding="ascii", errors="replace").split()[:1]
+    if expected != [_sha256(path)]:
+        raise _damaged(folder, f"is damaged ({STATE_FILE} does not match its checksum)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (checksum right but unreadable: another torch's format)
+        raise _damaged(folder, f"cannot be read ({STATE_FILE} is not a checkpoint this "
+                               "PyTorch reads)") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise _damaged(folder, "has an unknown format")
+    return state
 
 
 def load_state(folder: str | Path, *, restore_rng: bool = True, **targets: Any) -> dict[str, Any]:
     """Read ``folder/state.pt``; load each saved state dict into the target of the same name
     (``net=net, optimizer=opt``); restore the RNG states; return the saved dictionary."""
-    path = Path(folder) / STATE_FILE
+    folder = Path(folder)
+    refuse_half_written(folder)
+    path = folder / STATE_FILE
     if not path.is_file():
         raise UserError(f"no saved state in {folder} (expected {path.name}, written by a "
                         "learning run into net_state/ or net_state_validation/)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: tell the user which one
-        raise UserError(f"cannot read the saved state: {error}", file=path) from error
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise UserError("not an n2q saved state (unknown format)", file=path)
+    state = _read_checked(folder)
     for name, target in targets.items():
         if name not in state:
             raise UserError(f"the saved state has no '{name}' (it holds: "

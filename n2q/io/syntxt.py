@@ -112,11 +112,40 @@ def read_values(path: Path, row_lengths: Sequence[int], what: str) -> np.ndarray
     :class:`UserError` naming the file, the line and what was expected there.
     """
     expected = int(sum(row_lengths))
-    text = path.read_text(encoding="ascii", errors="replace")
+    text = _read_text(path)
     values, complete = _parse_all(text)
     if complete and values.size == expected:
+        if not np.isfinite(values).all():
+            raise _non_finite_error(path, text)
         return values
     raise _layout_error(path, text, list(row_lengths), what)
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise UserError("a weights file was expected, this is a folder: remove or rename it",
+                        file=path)
+    try:
+        return path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise UserError(f"cannot read the weights file ({exc.strerror or exc})",
+                        file=path) from None
+
+
+def _shown(token: str) -> str:
+    return token if len(token) <= 24 else token[:20] + "..."
+
+
+def _non_finite_error(path: Path, text: str) -> UserError:
+    """NaN or an infinite value: a weight the network cannot use (it would turn every output
+    into NaN without a word); the first one, located."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in line.split():
+            if not np.isfinite(float(token)):
+                return UserError(f"'{_shown(token)}' is not a finite number (NaN and infinite "
+                                 "values cannot be loaded): fix the value or re-export the "
+                                 "folder", file=path, line=number)
+    return UserError("a value is not a finite number", file=path)
 
 
 def _parse_all(text: str) -> tuple[np.ndarray, bool]:
@@ -143,7 +172,8 @@ def _layout_error(path: Path, text: str, row_lengths: list[int], what: str) -> U
             try:
                 float(token)
             except ValueError:
-                return UserError(f"'{token}' is not a number", file=path, line=number)
+                return UserError(f"'{_shown(token)}' is not a number", file=path,
+                                 line=number)
     counts = [len(line.split()) for line in lines]
     total, expected = sum(counts), sum(row_lengths)
     filled = [i for i, n in enumerate(counts) if n]

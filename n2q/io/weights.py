@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
-from n2q.io.atomic import atomic_folder
+from n2q.io.atomic import atomic_folder, refuse_half_written
 from n2q.io.syntxt import column_chunks, read_values, row_chunks, safe_name, write_text
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +202,14 @@ def _load_bias(cell: Any, path: Path) -> None:
     _assign(cell.bias, read_values(path, [1] * out, "output"))
 
 
+def _stored(cell: Any) -> torch.Tensor:
+    """The weight a folder saves: the quantizer's ``stored_weight`` (SLB: one-hot), else the
+    float weight."""
+    stored = getattr(getattr(cell, "weight_quantizer", None), "stored_weight", None)
+    weight = stored(cell.weight) if stored is not None else None
+    return cell.weight if weight is None else weight
+
+
 class WeightsAndBiasesFormat(CellFormat):
     """Conv and Fc: ``<cell>_weights.syntxt`` + ``<cell>_biases.syntxt`` (or ``<cell>.syntxt``)."""
 
@@ -226,7 +234,7 @@ class WeightsAndBiasesFormat(CellFormat):
 
     def save(self, cell: Any, stem: str, folder: Path,
              quantized: torch.Tensor | None = None) -> None:
-        write_text(folder / f"{stem}_weights.syntxt", self.text(cell, _numpy(cell.weight)))
+        write_text(folder / f"{stem}_weights.syntxt", self.text(cell, _numpy(_stored(cell))))
         if getattr(cell, "bias", None) is not None:
             write_text(folder / f"{stem}_biases.syntxt", column_chunks(_numpy(cell.bias)))
         if quantized is not None:
@@ -492,8 +500,10 @@ def load_weights(
     if str(folder) == os.devnull:
         return result
     folder = Path(folder)
+    refuse_half_written(folder)
     if not folder.is_dir():
-        raise UserError(f"weights folder not found: {folder}")
+        what = "is not a folder" if folder.exists() else "not found"
+        raise UserError(f"weights folder {what}: {folder}")
     context = LoadContext(folder, ignore_missing, result.loaded, result.missing)
     stems = cell_stems(net)
     expected: set[str] = set()

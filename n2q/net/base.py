@@ -107,7 +107,20 @@ class Cell(nn.Module):
     # -- description ---------------------------------------------------------------------------
     def nb_params(self) -> int:
         """Learnable parameters, masked (structurally absent) weights excluded."""
-        return sum(p.numel() for p in self.parameters(recurse=False))
+        total = sum(p.numel() for p in self.parameters(recurse=False))
+        weight = getattr(self, "weight", None)
+        if weight is not None:
+            total += self.weight_params(weight.numel()) - weight.numel()
+        return total
+
+    def weight_params(self, n: int) -> int:
+        """Parameters learned for ``n`` weights: ``n``, or the weight quantizer's own when it
+        replaces the float weight (protocol ``replaces_weight``; SLB: R+1 logits a weight)."""
+        q = self.weight_quantizer
+        if not getattr(q, "replaces_weight", False):
+            return n
+        per_weight = sum(p.numel() for p in q.parameters()) // max(self.weight.numel(), 1)
+        return n * per_weight
 
     def extra_repr(self) -> str:
         return f"{self.name!r}, in={self.in_shape}, out={self.out_shape}"

@@ -137,7 +137,8 @@ class ConvCell(Cell):
         return y if b is None else y + b[:, None, None]
 
     def nb_params(self) -> int:
-        n = int(self.mask.sum()) if self.mask is not None else self.weight.numel()
+        n = self.weight_params(int(self.mask.sum()) if self.mask is not None
+                               else self.weight.numel())
         return n + (self.bias.numel() if self.bias is not None else 0)
 
     @classmethod

@@ -7,55 +7,19 @@ keys (``[conv1]_NbOutputs``...) before the cells after it read their values.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from n2q.config import Config, Section, read_globals
-from n2q.errors import UserError, did_you_mean
+from n2q.errors import UserError, did_you_mean, too_large
 from n2q.net.base import CELL_TYPES, Cell, Shape, Shared
+from n2q.net.target_sections import Target, read_targets
 
 PROVIDER_NAMES = ("sp", "env")
 SPIKING_ENV_KEYS = ("StimulusType", "PeriodMin", "PeriodMeanMin", "PeriodMeanMax",
                     "PeriodRelStdDev", "PeriodStdDevMax", "DiscardedLateStimuli")
-TARGET_SECTION = re.compile(r"^(?P<cell>.+)\.Target(-.*)?$")
-TARGET_KEYS = ("Type", "TargetValue", "DefaultValue", "TopN", "LabelsMapping",
-               "CreateMissingLabels")
-
-
-# -- targets ------------------------------------------------------------------------------------
-@dataclass
-class Target:
-    """A ``[<cell>.Target]`` section: that cell's output is scored against the labels."""
-
-    section: str
-    cell: str
-    type: str = "TargetScore"
-    target_value: float = 1.0
-    default_value: float = 0.0
-    top_n: int = 1
-    labels_mapping: Path | None = None
-    create_missing_labels: bool = False
-
-
-def read_target(section: Section, cell: str) -> Target:
-    section.check_keys(TARGET_KEYS, "a target")
-    top_n = section.int("TopN", 1)
-    if top_n < 1:
-        raise section.error("TopN", f"must be >= 1, got {top_n}")
-    return Target(section=section.name, cell=cell,
-                  type=section.enum("Type", ("TargetScore", "Target"), "TargetScore"),
-                  target_value=section.float("TargetValue", 1.0),
-                  default_value=section.float("DefaultValue", 0.0), top_n=top_n,
-                  labels_mapping=section.path("LabelsMapping", None,
-                                              base=Path(section.file).parent),
-                  create_missing_labels=bool(section.bool("CreateMissingLabels", False)))
-
-
 # -- an nn.ModuleDict that accepts N2D2 cell names ("fc1.drop") ---------------------------------
 _DOT = "\u00b7"
 
@@ -320,6 +284,8 @@ class _Builder:
             cell = cls.from_section(section, section.name, inputs, in_shape, shapes)
         except ValueError as e:
             raise section.error(None, str(e)) from None
+        except (MemoryError, RuntimeError) as e:  # a layer too large: located UserError
+            raise too_large(section, e) from None
         cell.section = section
         self.add_cell(cell)
         if self.insert_bn and type_name == "Conv":
@@ -362,24 +328,6 @@ def _concat(section: Section, inputs: Sequence[str], shapes: Sequence[Shape]) ->
                                 f"same size: {inputs[0]} is {w}x{h}, {name} is "
                                 f"{s[2]}x{s[1]} (width x height)")
     return (sum(s[0] for s in shapes), h, w)
-
-
-def read_targets(cfg: Config, cells: dict[str, Cell], alias: dict[str, str]) -> list[Target]:
-    targets = []
-    for sec in cfg.sections:
-        m = TARGET_SECTION.match(sec.name)
-        if m is None or "Input" in sec.entries:
-            continue
-        cell = m.group("cell")
-        cell = alias.get(cell, cell)
-        if cell not in cells:
-            raise sec.error(None, f"target of an unknown cell '{m.group('cell')}': name the "
-                            "section [<cell>.Target] after a layer of this file")
-        targets.append(read_target(sec, cell))
-    if not targets:
-        raise UserError("no target: add a [<cell>.Target] section (e.g. [softmax.Target]) "
-                        "for the output layer", file=cfg.path)
-    return targets
 
 
 def build_network(cfg: Config, input_shape: Sequence[int], quantize: bool = True) -> Network:

@@ -82,12 +82,18 @@ def node_label(node: onnx.NodeProto, opset: str = "") -> str:
 
 def read_model(path: Path) -> onnx.ModelProto:
     """The ModelProto of ``path`` (GraphError when missing or not ONNX)."""
+    not_onnx = (f"{path} is not an ONNX model: give a .onnx file exported by a framework "
+                "(torch.onnx.export...), or an INI file")
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except FileNotFoundError:
         raise GraphError(f"ONNX file not found: {path}") from None
-    except Exception as exc:  # protobuf decode errors have no common base class
-        raise GraphError(f"cannot read {path} as an ONNX model ({exc})") from None
+    except Exception:  # protobuf decode errors have no common base class
+        raise GraphError(not_onnx) from None
+    # protobuf parses many byte strings (an empty file) as a message with no graph
+    if not model.ir_version or not model.HasField("graph") or not model.graph.node:
+        raise GraphError(not_onnx)
+    return model
 
 
 def load_graph(path: Path, input_dims: list[tuple[int, ...]] | None = None,

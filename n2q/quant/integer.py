@@ -1,4 +1,5 @@
-"""Integer-only arithmetic of a fused SAT network (fusion.md): formulas and the integer layers.
+"""Integer-only arithmetic of a fused network (fusion.md): the formulas of the integer layers
+(n2q.quant.fusion.layers).
 
 Every activation between fused layers is an integer tensor (uint8 for ranges up to 255) holding
 ``k`` for the float value ``k * alpha / R`` of the fake-quantized network. A fused layer
@@ -19,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from n2q.quant.bnfold import fold_factor
 
 # 2^24: largest magnitude below which every integer is exact in float32.
 FLOAT32_EXACT = float(2**24)
@@ -72,11 +74,13 @@ def integer_weights(w_q: Tensor, w_s: int, sign: Tensor | None = None) -> Tensor
     return rounded.to(dtype)
 
 
-def activation_dtype(range_out: int) -> torch.dtype:
-    """The narrowest integer dtype holding [0, R]."""
-    if range_out <= 255:
+def activation_dtype(qmax: int, qmin: int = 0) -> torch.dtype:
+    """The narrowest integer dtype holding [qmin, qmax] ([0, R] by default)."""
+    if qmin >= 0 and qmax <= 255:
         return torch.uint8
-    if range_out <= 32767:
+    if qmin >= -128 and qmax <= 127:
+        return torch.int8
+    if qmin >= -32768 and qmax <= 32767:
         return torch.int16
     return torch.int32
 
@@ -89,8 +93,9 @@ def accumulator_dtype(w_int: Tensor, range_in: float) -> torch.dtype:
 
 
 def bn_factor(gamma: Tensor, var: Tensor, eps: float) -> Tensor:
-    """f = gamma / sqrt(var + eps) per channel [O], float64; f = 0 where var <= 1e-12."""
-    f = gamma.detach().double() / torch.sqrt(var.detach().double() + eps)
+    """f = gamma / sqrt(var + eps) per channel [O] (n2q.quant.bnfold), float64; f = 0 where
+    var <= 1e-12 (a dead channel, fusion.md)."""
+    f = fold_factor(gamma, var, eps)
     return torch.where(var.detach().double() <= DEAD_VARIANCE, torch.zeros_like(f), f)
 
 
@@ -118,13 +123,15 @@ def conv_bn_act_rescale(
     alpha_out: float,
     range_out: int,
     w_s: float,
+    low_out: int = 0,
 ) -> Rescale:
     """B', C', S' of a Conv + BatchNorm + SAT activation block (fusion.md), all [O] float64.
 
     f: BN factor gamma/sqrt(var+eps) [O] (0 for dead channels); beta, mean: BN shift and running
     mean [O]; conv_bias: b [O] (zeros if NoBias). A Conv with its own QAct and no BatchNorm is
     the case f = 1, beta = mean = 0. Dead channels (f = 0) have W' = 0 and output the constant
-    q(beta): bias = that integer, clip = R_out, scaling = 1.
+    q(beta): bias = that integer, clip = R_out, scaling = 1. ``low_out``: the lowest output
+    level (relative to the zero point; 0 for an unsigned or rectified output).
     """
     f, beta, mean, b = (t.detach().double() for t in (f, beta, mean, conv_bias))
     sg = torch.sign(f)
@@ -138,7 +145,8 @@ def conv_bn_act_rescale(
     # S' = sg * (alpha_in/R_in) * (R_out/alpha_out) * f / W_s
     scaling = sg * (alpha_in / range_in) * (range_out / alpha_out) * f / w_s
     # dead channel: y_int = saturate(round(clamp(0 + B', 0, R_out) * 1)) = q(beta)
-    constant = torch.round(torch.clamp(beta, 0.0, alpha_out) * (range_out / alpha_out))
+    constant = torch.round(torch.clamp(beta * (range_out / alpha_out), float(low_out),
+                                       float(range_out)))
     bias = torch.where(live, bias, constant)
     clip = torch.where(live, clip, torch.full_like(clip, float(range_out)))
     scaling = torch.where(live, scaling, torch.ones_like(scaling))
@@ -232,8 +240,12 @@ def elemwise_rescale(
     return coefficients, rescale
 
 
-def requantize(acc: Tensor, rescale: Rescale, range_out: int, channel_dim: int = 1) -> Tensor:
-    """y_int = saturate_[0,R](round(clamp(acc + B', 0, C') * S')) as an integer tensor.
+def requantize(acc: Tensor, rescale: Rescale, range_out: int, channel_dim: int = 1, *,
+               low: int = 0, zero_point: int = 0) -> Tensor:
+    """y_int = saturate_[0,R](round(clamp(acc + B', 0, C') * S')) as an integer tensor; with
+    an output grid whose levels go below its zero point z (``low`` < 0, e.g. signed levels
+    after a linear activation): saturate_[low,R](round(min(acc + B', C') * S')) + z (the
+    same rounding: the clamp at 0 only moves a saturation before the monotone rounding).
 
     acc: accumulator [N, O, ...] holding exact integers in float32 or float64, overwritten
     (in-place passes, no temporaries); the per-channel vectors [O] are broadcast along
@@ -246,10 +258,14 @@ def requantize(acc: Tensor, rescale: Rescale, range_out: int, channel_dim: int =
     bias, clip, scaling = (
         t.to(acc.dtype).view(shape) for t in (rescale.bias, rescale.clip, rescale.scaling)
     )
-    y = acc.add_(bias).clamp_(min=0.0)
+    y = acc.add_(bias)
+    if low == 0:
+        y.clamp_(min=0.0)
     torch.minimum(y, clip, out=y)
-    y.mul_(scaling).round_().clamp_(0, range_out)
-    return y.to(activation_dtype(range_out))
+    y.mul_(scaling).round_().clamp_(low, range_out)
+    if zero_point:
+        y.add_(zero_point)
+    return y.to(activation_dtype(range_out + zero_point, low + zero_point))
 
 
 def to_float_units(acc: Tensor, rescale: Rescale, channel_dim: int = 1) -> Tensor:
@@ -265,179 +281,8 @@ def quantize_input(x: Tensor, range_in: int = 255) -> Tensor:
     return torch.round(torch.clamp(x, 0.0, 1.0) * range_in).to(activation_dtype(range_in))
 
 
-def to_integer_levels(y: Tensor, alpha: float, range_out: int) -> Tensor:
-    """A fake-quantized float activation (k * alpha / R) back to its integer level k."""
-    return torch.clamp(torch.round(y.double() * (range_out / alpha)), 0, range_out).to(
-        activation_dtype(range_out)
-    )
-
-
-class IntegerLinearLayer(nn.Module):
-    """A fused Conv or Fc: integer weights W', exact accumulation, per-channel rescale.
-
-    kind "Conv": weight [O, C/groups, kH, kW], input [N, C, H, W]; kind "Fc": weight [O, CHW],
-    input flattened to [N, CHW], output [N, O, 1, 1]. range_out None: float output (the
-    logits), then `activation` (a float module, identity when None) is applied.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        weight: Tensor,
-        rescale: Rescale,
-        *,
-        range_in: float,
-        range_out: int | None,
-        stride: tuple[int, int] = (1, 1),
-        padding: tuple[int, int] = (0, 0),
-        dilation: tuple[int, int] = (1, 1),
-        groups: int = 1,
-        activation: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        if kind not in ("Conv", "Fc"):
-            raise ValueError(f"integer layer kind must be Conv or Fc, got {kind!r}")
-        self.kind = kind
-        self.range_in = range_in
-        self.range_out = range_out
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.activation = activation if activation is not None else nn.Identity()
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", rescale.bias)
-        self.register_buffer("scaling", rescale.scaling)
-        self.register_buffer("clip", rescale.clip if rescale.clip is not None else None)
-        self.acc_dtype = accumulator_dtype(weight, range_in)
-        self._max_weight = int(weight.long().abs().max()) if weight.numel() else 0
-        # Float copy of the integer weights in the accumulator dtype, made once (not saved).
-        self.register_buffer("_weight_acc", weight.to(self.acc_dtype), persistent=False)
-
-    @property
-    def type(self) -> str:
-        """The cell type it replaces ("Conv" / "Fc"): weights writer and graph drawer use it."""
-        return self.kind
-
-    @property
-    def rescale(self) -> Rescale:
-        return Rescale(bias=self.bias, clip=self.clip, scaling=self.scaling)
-
-    # Weights-folder protocol of n2q.io.weights: the writer saves `weight` and `bias` (B') as a
-    # Conv / Fc cell's `_weights` / `_biases`, and these extra per-channel files.
-    def files(self, stem: str) -> dict[str, Tensor]:
-        files = {f"{stem}_scaling.syntxt": self.scaling}
-        if self.clip is not None:
-            files[f"{stem}_clip.syntxt"] = self.clip
-        return files
-
-    def load_file(self, name: str, tensor: Tensor) -> None:
-        buffer = self.scaling if name.endswith("_scaling.syntxt") else self.clip
-        buffer.copy_(tensor.reshape(buffer.shape).to(buffer.dtype))
-
-    def accumulate(self, x_int: Tensor) -> Tensor:
-        """acc = conv(x_int, W') (or x_int @ W'^T), exact integers in acc_dtype."""
-        weight = self._weight_acc
-        if weight.is_cuda and weight.dtype == torch.float32 and not self._tf32_exact():
-            weight = weight.double()  # TF32 operands keep 11 significant bits only
-        x = x_int.to(weight.dtype)
-        if self.kind == "Fc":  # [N, O, 1, 1] like the Fc cell
-            return F.linear(x.flatten(1), weight)[:, :, None, None]
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
-
-    def _tf32_exact(self) -> bool:
-        """On CUDA a float32 conv / matmul may run in TF32 (torch's allow_tf32 switches): its
-        operands are rounded to 11 significant bits, which leaves integers up to 2^11 exact
-        (activations R_in <= 255 and W_s <= 255 are), products and sums staying float32."""
-        return self.range_in <= TF32_EXACT and self._max_weight <= TF32_EXACT
-
-    def forward(self, x_int: Tensor) -> Tensor:
-        acc = self.accumulate(x_int)
-        if self.range_out is None:
-            return self.activation(to_float_units(acc, self.rescale))
-        return requantize(acc, self.rescale, self.range_out)
-
-    def logits(self, x_int: Tensor) -> Tensor:
-        """The float output before the activation (float-output layers only)."""
-        return to_float_units(self.accumulate(x_int), self.rescale)
-
-    def extra_repr(self) -> str:
-        out = f"R_out={self.range_out}" if self.range_out is not None else "float output"
-        return f"{self.kind}, W' {self.weight.dtype} {tuple(self.weight.shape)}, {out}, " + (
-            f"accumulator {self.acc_dtype}"
-        )
-
-
-class IntegerBranchLayer(IntegerLinearLayer):
-    """A fused residual branch: Conv (+ BatchNorm without QAct) whose only consumer is a SAT Sum.
-
-    Output: acc * S' + B' per channel, float64 [N, O, H, W] in the Sum's output level units
-    (branch_rescale), neither clamped nor rounded: the Sum adds it to its other inputs, then
-    clamps and rounds once, as the fake-quant network does. In a weights folder: ``_weights``
-    (W'), ``_biases`` (B', in the Sum's output units, unlike a quantized layer's accumulator-domain
-    B') and ``_scaling`` (S'); no ``_clip``.
-    """
-
-    def __init__(self, kind: str, weight: Tensor, rescale: Rescale, **kwargs) -> None:
-        super().__init__(kind, weight, rescale, range_out=None, **kwargs)
-
-    def forward(self, x_int: Tensor) -> Tensor:
-        acc = self.accumulate(x_int).double()
-        shape = [1, -1] + [1] * (acc.dim() - 2)
-        return acc.mul_(self.scaling.view(shape)).add_(self.bias.view(shape))
-
-    def logits(self, x_int: Tensor) -> Tensor:
-        return self.forward(x_int)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.kind} branch, W' {self.weight.dtype} {tuple(self.weight.shape)}, "
-            f"accumulator {self.acc_dtype}, output acc * S' + B' (float64, Sum units)"
-        )
-
-
-class IntegerElemWise(nn.Module):
-    """A fused residual Sum: sum_i c_i * x_i (c_0 = 1 in the usual case), then the rescale.
-
-    In a weights folder: ``<cell>_weights.syntxt`` (one coefficient per input), ``_scaling``
-    and ``_clip`` (one value each).
-    """
-
-    type = "ElemWise"
-
-    def __init__(self, coefficients: list[float], rescale: Rescale, range_out: int) -> None:
-        super().__init__()
-        self.coefficients = [float(c) for c in coefficients]
-        self.range_out = range_out
-        self.register_buffer("bias", rescale.bias)
-        self.register_buffer("clip", rescale.clip)
-        self.register_buffer("scaling", rescale.scaling)
-
-    @property
-    def rescale(self) -> Rescale:
-        return Rescale(bias=self.bias, clip=self.clip, scaling=self.scaling)
-
-    def files(self, stem: str) -> dict[str, Tensor]:
-        return {
-            f"{stem}_weights.syntxt": torch.tensor(self.coefficients, dtype=torch.float64),
-            f"{stem}_scaling.syntxt": self.scaling,
-            f"{stem}_clip.syntxt": self.clip,
-        }
-
-    def load_file(self, name: str, tensor: Tensor) -> None:
-        if name.endswith("_weights.syntxt"):
-            self.coefficients = [float(v) for v in tensor.reshape(-1).tolist()]
-            return
-        buffer = self.scaling if name.endswith("_scaling.syntxt") else self.clip
-        buffer.copy_(tensor.reshape(buffer.shape).to(buffer.dtype))
-
-    def forward(self, *inputs: Tensor) -> Tensor:
-        # float32 is exact for the integer inputs; the coefficient products round to ~1e-7.
-        # Branch inputs (IntegerBranchLayer, float64 in the output units) keep float64.
-        wide = any(x.is_floating_point() for x in inputs)
-        dtype = torch.float64 if wide else torch.float32
-        acc = inputs[0].to(dtype) * self.coefficients[0]
-        for c, x in zip(self.coefficients[1:], inputs[1:], strict=True):
-            acc.add_(x.to(dtype), alpha=c)
-        # Per-layer parameters: broadcast along the channel axis as one-element vectors.
-        return requantize(acc, self.rescale, self.range_out)
-
-    def extra_repr(self) -> str:
-        return f"coefficients={self.coefficients}, R_out={self.range_out}"
+def to_integer_levels(y: Tensor, scale: float, range_out: int, *, low: int = 0,
+                      zero_point: int = 0) -> Tensor:
+    """A fake-quantized float activation ((k - z) * scale) back to its integer level k."""
+    k = torch.clamp(torch.round(y.double() / scale), low, range_out) + zero_point
+    return k.to(activation_dtype(range_out + zero_point, low + zero_point))

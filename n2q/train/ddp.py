@@ -183,27 +183,37 @@ def _coalesced(tensors: list[torch.Tensor], reduce: Callable[[torch.Tensor], Non
 def sync_quantizers(net: Any, *, parameters: bool) -> None:
     """Make every quantizer's state the same on all ranks.
 
-    A quantizer that has ``sync(process_group)`` reconciles itself (e.g. min/max of tracked
-    ranges); the others get the default: floating-point buffers (and parameters, when
-    ``parameters``: after the first step, whose forward may have initialized them from the
-    rank's own batch, e.g. LSQ's step sizes) averaged, other buffers taken from rank 0."""
+    A quantizer that has ``sync(process_group)`` reconciles itself. Otherwise: the buffers
+    named in its ``SYNC_OPS`` ({buffer name: "MIN" | "MAX" | "SUM"}) are reduced with that
+    operation (SimQAT's tracked ranges: min of the ranks' minima = the global batch's), the
+    other floating-point buffers (and parameters, when ``parameters``: after the first step,
+    whose forward may have initialized them from the rank's own batch, e.g. LSQ's step sizes)
+    averaged, the remaining buffers taken from rank 0."""
     if not _STATE.active:
         return
     from n2q.quant.protocol import quantizers
 
     floats: list[torch.Tensor] = []
     others: list[torch.Tensor] = []
+    by_op: dict[str, list[torch.Tensor]] = {}
     for _, q in quantizers(net):
         own = getattr(q, "sync", None)
         if callable(own):
             own(dist.group.WORLD)
             continue
-        tensors = list(q.buffers()) + (list(q.parameters()) if parameters else [])
-        for t in tensors:
-            (floats if t.is_floating_point() else others).append(t)
+        ops = getattr(q, "SYNC_OPS", {})
+        for name, t in q.named_buffers():
+            if name.rsplit(".", 1)[-1] in ops:
+                by_op.setdefault(ops[name.rsplit(".", 1)[-1]], []).append(t)
+            else:
+                (floats if t.is_floating_point() else others).append(t)
+        if parameters:
+            floats += list(q.parameters())
     world = _STATE.world
     _coalesced(floats, lambda flat: (dist.all_reduce(flat), flat.div_(world)))
     _coalesced(others, lambda flat: dist.broadcast(flat, 0))
+    for op, tensors in by_op.items():
+        _coalesced(tensors, lambda flat, op=op: dist.all_reduce(flat, getattr(dist.ReduceOp, op)))
 
 
 def reduce_batchnorm(net: Any) -> None:

@@ -27,7 +27,7 @@ def find_lr(ctx: RunContext, optimizer: N2D2Optimizer, nb_stimuli: int) -> None:
     ctx.net.train()
     # the quantizers see the range test as a one-epoch run of nb_batches batches
     lifecycle = Lifecycle(ctx.net)
-    lifecycle.plan(run_plan(1, 0, nb_batches * bs, bs, optimizer.iteration_size),
+    lifecycle.plan(run_plan(1, 0, size, bs, optimizer.iteration_size, nb_batches),
                    optimizer.steps)
     lifecycle.start_epoch(1)
     rows: dict[str, list[tuple[float, float]]] = {t.cell: [] for t in ctx.targets}

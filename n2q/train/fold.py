@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from n2q.quant.bnfold import bn_fold_factor
+
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
@@ -29,10 +31,10 @@ def fold_batchnorm(net: Any) -> list[str]:
                 or type(conv.activation).__name__ not in ("Identity", "Linear")
                 or getattr(bn, "folded", False)):
             continue
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # [O]
+        scale, shift = bn_fold_factor(bn, conv.weight.dtype)  # [O]: BN(z) = scale * z + shift
         conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
         bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-        new_bias = (bias - bn.running_mean) * scale + bn.bias
+        new_bias = bias * scale + shift
         if conv.bias is None:
             conv.bias = torch.nn.Parameter(new_bias)
         else:

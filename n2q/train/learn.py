@@ -2,9 +2,9 @@
 
 ``Learner`` runs ``-learn-epoch N`` (shuffled full passes) or ``-learn N`` (stimuli drawn with
 replacement), validating at the log points, saving ``weights_validation/`` +
-``net_state_validation/`` on each new best (``weights/`` + ``net_state/`` without a Validation
-partition) and the target folders' files, and calling the quantizer lifecycle
-(n2q.train.lifecycle).
+``net_state_validation/`` on each new best and ``net_state/`` (the latest) at every log point
+(``weights/`` + ``net_state/`` without a Validation partition) and the target folders' files,
+and calling the quantizer lifecycle (n2q.train.lifecycle).
 
 Exact resume: the full state is saved at log points only; it holds the net, the solver state
 and step counters, the RNG states and the position (epoch or stimuli done), and the data order
@@ -134,7 +134,7 @@ class Learner:
             total, done = math.ceil(self.plan.stimuli / size), self.stimuli // size
         world = dist.current().world  # issue 14: the global batch of all ranks
         self.lifecycle.plan(run_plan(total, done, size, self.ctx.sp.batch_size * world,
-                                     self.opt.iteration_size, world), self.opt.steps)
+                                     self.opt.iteration_size, world_size=world), self.opt.steps)
 
     def _calibrate_after(self, epochs: range) -> None:
         """The calibration pass after the epochs just completed, when a quantizer asks."""
@@ -315,6 +315,10 @@ class Learner:
                 print("    'weights' saved!")
         else:
             self._validate(save_weights)
+            # the latest full state beside the best one (N2D2's net_state/): -l net_state
+            # resumes from this log point, not from the last best one
+            if dist.current().is_main:
+                self.save_state("net_state")
         dist.barrier()  # issue 14: the other ranks may read what rank 0 just wrote
 
     def _validate(self, save_weights: Any) -> None:

@@ -61,13 +61,16 @@ class Lifecycle:
 
 
 def run_plan(total_epochs: int, start_epoch: int, learn_size: int, batch_size: int,
-             iteration_size: int, world_size: int = 1) -> RunPlan:
-    """The RunPlan of a run: steps per epoch = the Learn batches of one epoch / IterationSize
-    (the smallest of the network's groups: the one that steps most often)."""
-    batches = math.ceil(learn_size / batch_size) if batch_size else 0
+             iteration_size: int, batches_per_epoch: int | None = None,
+             world_size: int = 1) -> RunPlan:
+    """The RunPlan of a run: steps per epoch = the batches of one epoch (default: a pass over
+    Learn) / IterationSize (the smallest of the network's groups: the one that steps most
+    often)."""
+    if batches_per_epoch is None:
+        batches_per_epoch = math.ceil(learn_size / batch_size)
     return RunPlan(total_epochs=total_epochs, start_epoch=start_epoch, learn_size=learn_size,
                    batch_size=batch_size,
-                   steps_per_epoch=max(1, batches // max(1, iteration_size)),
+                   steps_per_epoch=max(1, batches_per_epoch // max(1, iteration_size)),
                    world_size=world_size)  # batch_size: all ranks together (issue 14)
 
 

@@ -364,7 +364,8 @@ class N2D2Optimizer(torch.optim.Optimizer):
 def _param_kind(cell: Any, name: str, param: torch.Tensor) -> str:
     """weights / biases / scales / qweight / qact for one parameter of a cell."""
     if _belongs_to(getattr(cell, "weight_quantizer", None), param):
-        return "qweight"
+        # a quantizer that replaces the weight (SLB's logits) is learned as the cell's weights
+        return "weights" if _replaces_weight(cell) else "qweight"
     if _belongs_to(getattr(cell, "act_quantizer", None), param):
         return "qact"
     leaf = name.rsplit(".", 1)[-1]
@@ -373,6 +374,11 @@ def _param_kind(cell: Any, name: str, param: torch.Tensor) -> str:
     if getattr(cell, "type", "") == "BatchNorm":
         return "scales"
     return "weights"
+
+
+def _replaces_weight(cell: Any) -> bool:
+    """Protocol attribute ``replaces_weight``: the cell's float weight is not used."""
+    return bool(getattr(getattr(cell, "weight_quantizer", None), "replaces_weight", False))
 
 
 def _belongs_to(module: Any, param: torch.Tensor) -> bool:
@@ -387,8 +393,9 @@ def cell_parameter_groups(name: str, cell: Any) -> list[dict[str, Any]]:
     if section is not None:
         check_solver_keys(section)
     by_kind: dict[str, list[torch.Tensor]] = {}
+    unused = getattr(cell, "weight", None) if _replaces_weight(cell) else None
     for pname, param in cell.named_parameters():
-        if param.requires_grad:
+        if param.requires_grad and param is not unused:
             by_kind.setdefault(_param_kind(cell, pname, param), []).append(param)
     return [{"params": params, "spec": read_solver_spec(section, kind), "name": f"{name}/{kind}"}
             for kind, params in by_kind.items()]

@@ -3,7 +3,12 @@
 A target cell's output ``out`` is [B, C] or [B, C, H, W]; a stimulus has one label, which
 applies to every position of a spatial output (N2D2 frame targets).
 - Softmax with WithLoss=1 (``net.loss_kind == "softmax_ce"``): ``out`` holds the LOGITS;
-  loss = cross-entropy (gradient softmax - one-hot, batch mean).
+  loss = cross-entropy, gradient softmax - target map (N2D2's, spec/network.md), batch mean.
+  With the defaults TargetValue=1, DefaultValue=0 that is the usual one-hot cross-entropy;
+  other values give soft targets, e.g. label smoothing eps over K classes (Golden Stick's
+  ``CrossEntropySmooth`` of the SLB recipe, seeds 000/002): TargetValue=1-eps,
+  DefaultValue=eps/(K-1). The loss is then logsumexp(z) - sum_c t_c z_c (its gradient is
+  exactly softmax - t, even where the targets do not sum to 1).
 - LogisticWithLoss (``"logistic_bce"``): logits, binary cross-entropy against the target map.
 - otherwise: loss = sum((out - target map)^2) / (2 B), i.e. gradient (out - target) / B, with
   the target map = TargetValue at the label's channel, DefaultValue elsewhere.
@@ -63,12 +68,26 @@ class TargetInfo:
         t.scatter_(1, labels.view(b, 1), self.target_value)
         return t.view(b, c, 1).expand(b, c, positions)
 
+    @property
+    def soft_targets(self) -> bool:
+        """Softmax targets other than one-hot (TargetValue/DefaultValue not 1/0)."""
+        return (self.loss_kind == "softmax_ce" and self.nb_outputs > 1
+                and (self.target_value, self.default_value) != (1.0, 0.0))
+
+    def _soft_cross_entropy(self, flat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[B, P]: logsumexp(z) - sum_c t_c z_c per position, t the target map; its gradient
+        on the logits z [B, C, P] is softmax(z) - t."""
+        target = self.target_map(flat, labels)
+        return torch.logsumexp(flat, dim=1) - (target * flat).sum(dim=1)
+
     def loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``labels``: this target's classes (``map_labels``); -1 rows do not count."""
         b = out.shape[0]
         flat = out.reshape(b, self.nb_outputs, -1)  # [B, C, P]
         if self.label_map is not None:
             return self._masked_loss(flat, labels)
+        if self.soft_targets:
+            return self._soft_cross_entropy(flat, labels).mean()
         if self.loss_kind == "softmax_ce":
             return F.cross_entropy(flat, labels.view(b, 1).expand(b, flat.shape[2]))
         target = self.target_map(out, labels)
@@ -81,6 +100,10 @@ class TargetInfo:
         b, _, positions = flat.shape
         scored = labels >= 0  # [B]
         count = scored.sum().clamp(min=1)
+        if self.soft_targets:
+            per_position = self._soft_cross_entropy(flat, labels.clamp(min=0))  # [B, P]
+            weight = scored.to(flat.dtype).view(b, 1)
+            return (per_position * weight).sum() / (count * positions)
         if self.loss_kind == "softmax_ce":
             per_position = F.cross_entropy(flat, labels.view(b, 1).expand(b, positions),
                                            ignore_index=-1, reduction="sum")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,9 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     """The array of an IDX file; a wrong magic or a truncated file is a UserError naming it."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UserError(f"cannot read IDX file: {exc}", file=path) from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # zlib.error: a damaged deflate stream (EOFError: cut short, BadGzipFile: CRC, header)
+        raise UserError(f"cannot read IDX file ({exc}): re-download it", file=path) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _TYPES:
         raise UserError(f"not an IDX file (wrong magic number {raw[:4].hex() or 'empty'}): "
                         "re-download it (python tools/install_datasets.py mnist)", file=path)
@@ -38,7 +41,7 @@ def read_idx(path: Path, expected_dims: int) -> np.ndarray:
     if len(raw) < header:
         raise UserError("truncated IDX file (incomplete header): re-download it", file=path)
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndims)]
-    expected = header + int(np.prod(dims)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no int64 overflow
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "oversized"
         raise UserError(f"{what} IDX file: {len(raw)} bytes for dimensions "

@@ -38,8 +38,14 @@ class MNISTDatabase(Database):
             if len(imgs) != len(lbls):
                 raise UserError(f"{len(lbls)} labels for {len(imgs)} images in "
                                 f"{img_path.name}", file=lbl_path)
-            if lbls.size and (lbls.min() < 0 or lbls.max() > 9):
+            if lbls.dtype.kind not in "iu" or (lbls.size and (lbls.min() < 0
+                                                             or lbls.max() > 9)):
                 raise UserError("labels outside 0..9: not an MNIST label file", file=lbl_path)
+            if images and imgs.shape[1:] != images[0].shape[1:]:
+                size, learn = (f"{d[1]}x{d[2]}" for d in (imgs.shape, images[0].shape))
+                raise UserError(f"images of {size} pixels, the learn images "
+                                f"({_FILES['train'][0]}) are {learn}: both files must come "
+                                "from the same data set", file=img_path)
             images.append(imgs)
             targets.append(lbls.astype(np.int64))
             # N2D2 names an IDX stimulus after its file and index
