@@ -72,6 +72,40 @@ def test_loss_weight_makes_the_average_the_global_mean() -> None:
     assert np.mean(weighted) == pytest.approx(31.0 / 5)
 
 
+class _Optimizer:
+    """What ``ddp.accumulating`` reads of N2D2Optimizer: group passes and IterationSizes."""
+
+    def __init__(self, passes: list[int], sizes: list[int]) -> None:
+        from n2q.train.schedules import Schedule
+        from n2q.train.solvers import SolverSpec
+
+        self.param_groups = [{"passes": p} for p in passes]
+        self.specs = [SolverSpec(schedule=Schedule(iteration_size=k)) for k in sizes]
+
+
+class _Model:
+    def no_sync(self) -> str:
+        return "no_sync"
+
+
+@pytest.mark.parametrize("passes, sizes, accumulating", [
+    ([0], [1], False), ([0], [2], True), ([1], [2], False), ([0, 0], [2, 1], False),
+    ([0, 1], [4, 3], True), ([3, 1], [4, 3], False)])
+def test_no_gradient_exchange_while_every_group_accumulates(
+        passes: list[int], sizes: list[int], accumulating: bool) -> None:
+    """A batch whose step updates no group runs under no_sync; any group updating: exchange."""
+    from n2q.train import ddp
+
+    opt = _Optimizer(passes, sizes)
+    assert ddp.accumulating(opt) is accumulating
+    dist._STATE.world = 2
+    try:
+        context = ddp.step_context(_Model(), opt)
+    finally:
+        dist._STATE.world = 1
+    assert (context == "no_sync") is accumulating
+
+
 def test_provider_shard_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every rank computes the same seeded order; the hook only picks the rank's batches."""
     from n2q.config import load_config
@@ -101,8 +135,8 @@ def _tiny_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch | None = None) ->
         labels = rng.integers(0, 10, n)
         images = rng.integers(0, 80, (n, 8, 8))
         images[np.arange(n), labels % 8, :] = 255
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images, gz=True)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz=True)
     if monkeypatch is not None:
         monkeypatch.setenv("N2Q_DATA", str(tmp_path / "data"))
     return tmp_path / "data"
@@ -177,11 +211,12 @@ SIMQAT = "QWeight=SimQAT\nQWeight.Range=255\nQAct=SimQAT\nQAct.Range=255\n"
 
 def _write_ini(folder: Path, *, batch: int, bn: bool = False, lsq: bool = False,
                validation: float = 0.0, name: str | None = None, classes: int = 10,
-               quant: str = "") -> Path:
+               quant: str = "", common: str = "") -> Path:
     body = CONV_BN if bn else FC.format(quant=LSQ if lsq else quant)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name or f"net{batch}{'_bn' if bn else ''}{'_lsq' if lsq else ''}.ini")
-    path.write_text(HEAD.format(batch=batch, body=body, validation=validation, classes=classes))
+    path.write_text(HEAD.format(batch=batch, body=body, validation=validation, classes=classes)
+                    + common)  # the last section is [common]
     return path
 
 
@@ -250,15 +285,18 @@ def _close(a: dict[str, np.ndarray], b: dict[str, np.ndarray], atol: float) -> f
 @pytest.mark.slow
 def test_two_ranks_of_32_learn_what_one_process_of_64_learns(tmp_path: Path) -> None:
     """No BatchNorm: the same stimuli per step, the gradient average = the global mean, so
-    the weights agree up to float32 rounding (summation order) after 2 epochs (4 updates).
+    the weights agree up to float32 rounding (summation order) after 2 epochs; IterationSize=2
+    (updates every 2 batches, the first batch of each pair under DDP's no_sync).
     Rank 1 runs in an empty directory: it must stay empty (rank 0 writes everything)."""
     data = _tiny_data(tmp_path)
     one, rank0, rank1 = _dirs(tmp_path, "one", "rank0", "rank1")
     args = ("-learn-epoch", 2, "-seed", 11, "-test")
-    ref = _n2q(one, data, _write_ini(tmp_path / "b64", batch=64, name="net.ini"), *args)
+    every2 = "Solvers.IterationSize=2\n"
+    ref = _n2q(one, data, _write_ini(tmp_path / "b64", batch=64, name="net.ini", common=every2),
+               *args)
     assert ref.returncode == 0, ref.stderr
-    runs = _ranks([rank0, rank1], data, _write_ini(tmp_path / "b32", batch=32, name="net.ini"),
-                  *args)
+    runs = _ranks([rank0, rank1], data,
+                  _write_ini(tmp_path / "b32", batch=32, name="net.ini", common=every2), *args)
     assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
     _close(_weights(rank0 / "weights"), _weights(one / "weights"), atol=1e-5)  # 3e-8 seen
     assert list(rank1.iterdir()) == []
