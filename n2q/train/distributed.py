@@ -115,12 +115,19 @@ def setup(options: Any) -> DistState:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     timeout = timedelta(seconds=float(getattr(options, "dist_timeout", 1800)))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
-    _STATE.rank, _STATE.world = dist.get_rank(), dist.get_world_size()
-    _STATE.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    _STATE.device = device
-    _STATE.sync_bn = bool(getattr(options, "sync_bn", False))
-    barrier()
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+        _STATE.rank, _STATE.world = dist.get_rank(), dist.get_world_size()
+        _STATE.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        _STATE.device = device
+        _STATE.sync_bn = bool(getattr(options, "sync_bn", False))
+        barrier()
+    except (RuntimeError, ValueError) as error:
+        teardown()
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"rank {os.environ.get('RANK', '?')} of {world}: could not join the "
+                        f"other processes ({first[:200]}); check MASTER_ADDR / MASTER_PORT, "
+                        f"or raise -dist-timeout") from None
     return _STATE
 
 
@@ -259,10 +266,12 @@ def sum_counts(counts: np.ndarray | torch.Tensor) -> Any:
     """Element-wise sum over ranks (confusion matrices, correct counts); same type back."""
     if not _STATE.active:
         return counts
-    t = torch.as_tensor(counts).to(torch.float64).clone()
+    # NCCL reduces CUDA tensors only (the rank's device); gloo CPU ones
+    device = _STATE.device if _STATE.device is not None else torch.device("cpu")
+    t = torch.as_tensor(counts).to(device, torch.float64, copy=True)
     dist.all_reduce(t)
     out = t.round().to(torch.as_tensor(counts).dtype)
-    return out.numpy() if isinstance(counts, np.ndarray) else out.to(counts.device)
+    return out.cpu().numpy() if isinstance(counts, np.ndarray) else out.to(counts.device)
 
 
 def gather_rows(rows: list[Any]) -> list[Any]:
