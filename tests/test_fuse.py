@@ -641,3 +641,67 @@ def test_lsq_networks_fuse_exactly_through_their_grids(tmp_path: Path, variant: 
     # negative levels exactly where the grid has them and no ReLU cuts them
     assert (int(values["conv1"].min()) < 0) == (low < 0) and int(values["conv1"].max()) > 0
     torch.testing.assert_close(logits.double(), logits64, rtol=1e-5, atol=1e-5)
+
+
+FOLD_INI = """
+[sp]
+SizeX=6
+SizeY=6
+NbChannels=2
+
+[conv1]
+Input=sp
+Type=Conv
+KernelDims=3 3
+NbOutputs=3
+NoBias=1
+ActivationFunction=Linear
+QWeight=SimQAT
+QWeight.FoldBN={FOLD}
+
+[bn1]
+Input=conv1
+Type=BatchNorm
+ActivationFunction=Rectifier
+QAct=SimQAT
+
+[fc]
+Input=bn1
+Type=Fc
+NbOutputs=4
+ActivationFunction=Linear
+QWeight=SimQAT
+
+[softmax]
+Input=fc
+Type=Softmax
+WithLoss=1
+
+[softmax.Target]
+"""
+
+
+@pytest.mark.parametrize("fold", ["0", "OneConv", "TwoConv"])
+def test_a_quantizer_that_changes_the_op_stays_float(tmp_path: Path, fold: str) -> None:
+    """SimQAT's FoldBN runs the Conv through the BatchNorm inside the quantizer's run_op:
+    folding the BatchNorm again into integers would be wrong (about half the levels were),
+    so such a Conv stays float (reported) and the network still equals fake quantization."""
+    ini = tmp_path / "fold.ini"
+    ini.write_text(FOLD_INI.replace("{FOLD}", fold))
+    torch.manual_seed(0)
+    net = build_network(load_config(ini), (2, 6, 6))
+    net.train()
+    with torch.no_grad():
+        for seed in range(3):                   # ranges and running statistics move
+            net.forward_all(torch.rand(8, 2, 6, 6, generator=torch.Generator().manual_seed(seed)))
+        net.cells["bn1"].weight.copy_(torch.tensor([1.5, -0.7, 0.4]))
+    net.eval()
+    fused, lines = fuse_sat(net)
+    if fold == "0":
+        assert lines == [] and fused.alias["bn1"] == "conv1"
+    else:
+        assert lines[0].startswith("conv1: ") and "changes the op" in lines[0]
+        assert fused.steps[0].kind is StepKind.FLOAT
+    check = FusionCheck()
+    check.update(net, fused, torch.rand(64, 2, 6, 6, generator=torch.Generator().manual_seed(9)))
+    assert check.same_class == check.total == 64 and check.differing == 0 and not check.bad_nodes

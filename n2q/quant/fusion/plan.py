@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from n2q.quant.integer import activation_dtype, to_integer_levels
@@ -181,7 +182,29 @@ def weight_problem(cell: Any) -> str | None:
         return f"its weight quantizer ({q.extra_repr()}) gives no integer grid"
     if (grid.per_channel and grid.axis != 0) or bool((grid.zero_point != 0).any()):
         return "its weight grid has a zero point or is not per output channel (not fused)"
+    if not _runs_plain_op(q, cell):
+        return (f"its weight quantizer ({q.extra_repr()}) changes the op beyond its quantized "
+                "weight (e.g. a folded BatchNorm): not fused")
     return None
+
+
+def _linear_probe(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """A linear op: the per-output-channel sums of the weight, as an output [1, O, 1, 1]."""
+    return weight.reshape(1, weight.shape[0], -1).sum(2)[:, :, None, None]
+
+
+def _runs_plain_op(q: Any, cell: Any) -> bool:
+    """Fusion replaces the cell's op by integers of ``fake_quantize(w)``: true when the
+    quantizer's ``run_op`` is the op on that weight (Integer mode's rescale included), probed
+    with a linear op."""
+    mask = getattr(cell, "mask", None)
+    w = cell.weight.detach()
+    x = torch.zeros(1, 1, 1, 1)
+    with torch.no_grad():
+        ran = q.run_op(_linear_probe, x, w, None, mask)
+        fake = q.fake_quantize(w if mask is None else w * mask)
+        plain = _linear_probe(x, fake if mask is None else fake * mask, None)
+    return bool(torch.allclose(ran, plain, rtol=1e-5, atol=1e-6))
 
 
 # ---------------------------------------------------------------------------------------------
