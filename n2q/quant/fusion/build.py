@@ -237,10 +237,11 @@ def _nothing_fused(net: Any, steps: list[Step]) -> UserError:
     at the first Conv/Fc's QWeight key that its reason names (else at QWeight)."""
     first = next((s for s in steps if net.cells[s.name].type in LINEAR_TYPES), None)
     if first is None:
-        return UserError("integer fusion: nothing to fuse: the network has no Conv or Fc cell")
-    message = (f"integer fusion: nothing to fuse ({first.name}: {first.reason}): fuse a network "
-               "whose Conv/Fc weights are quantized on an integer grid (e.g. QWeight=SAT with "
-               "ApplyQuantization=1, or QWeight=LSQ) and whose activations have a QAct")
+        return UserError("-qat-fuse (-qat-sat): nothing to fuse: the network has no Conv or "
+                         "Fc cell")
+    message = (f"-qat-fuse (-qat-sat): nothing to fuse ({first.name}: {first.reason}): fuse a "
+               "network whose Conv/Fc weights are quantized on an integer grid (e.g. QWeight=SAT "
+               "with ApplyQuantization=1, or QWeight=LSQ) and whose activations have a QAct")
     section = getattr(net.cells[first.name], "section", None)
     if section is None:
         return UserError(message)
