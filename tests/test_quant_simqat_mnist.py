@@ -118,7 +118,7 @@ def _run(tmp_path: Path) -> None:
     ini.write_text(text)
     net01, sp01, _ = _learn(ini)
     fused, float_lines = fuse_network(net01)
-    assert [line.split(":")[0] for line in float_lines] == ["softmax"]
+    assert float_lines == []            # every cell fused (the Softmax is float by design)
     use_fixed_point(fused)
     counts, same, total = _compare(net01, fused, sp01)
     rate_fake, rate_int = _rate(net01, sp01), _rate(fused, sp01)
