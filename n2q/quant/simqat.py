@@ -199,6 +199,7 @@ class _SimQAT:
     # channel axis of the quantized tensor (weights 0, activations 1); INITIAL > 0: the range
     # [-INITIAL, INITIAL] counts as tracked (the EMA starts there)
     AXIS, FILE_TAG, INITIAL = 0, "", 0.0
+    SYNC_OPS = {"min": "MIN", "max": "MAX"}  # issue 14 (n2q.train.ddp): global batch ranges
 
     def __init__(self, settings: SimQATSettings | None = None, **fields: Any) -> None:
         super().__init__(settings, **fields)
