@@ -8,6 +8,7 @@ Expected values are worked out by hand from the spec's formulas, e.g. for R = 1,
 
 from __future__ import annotations
 
+import copy as copy_module
 import math
 from pathlib import Path
 
@@ -89,6 +90,32 @@ def test_gradient_matches_autograd_through_softmax():
     w = (torch.softmax(a * 1.7, dim=-1) * candidates(15)).sum(-1)
     (w * g).sum().backward()
     torch.testing.assert_close(q.logits.grad, a.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_memory_is_reused_only_once_released():
+    torch.manual_seed(2)
+    q = SLBWeight(SLBSettings(range=3), weight_shape=(70000,))   # two chunks of rows
+    g1, g2 = torch.randn(70000), torch.randn(70000)
+    a = q.logits.detach().clone().requires_grad_(True)
+    v = candidates(3)
+
+    def reference(g: torch.Tensor) -> torch.Tensor:
+        a.grad = None
+        ((torch.softmax(a, dim=-1) * v).sum(-1) * g).sum().backward()
+        return a.grad.clone()
+
+    (q.fake_quantize(torch.zeros(70000)) * g1).sum().backward()
+    first = q.logits.grad
+    (q.fake_quantize(torch.zeros(70000)) * g2).sum().backward()   # accumulates (IterationSize)
+    torch.testing.assert_close(q.logits.grad, reference(g1) + reference(g2), atol=1e-6,
+                               rtol=1e-5)
+    assert q.logits.grad is first
+    q.logits.grad = None                                          # the solver's update
+    (q.fake_quantize(torch.zeros(70000)) * g2).sum().backward()
+    torch.testing.assert_close(q.logits.grad, reference(g2), atol=1e-6, rtol=1e-5)
+    assert q.logits.grad.data_ptr() == first.data_ptr()           # the same memory again
+    copy = copy_module.deepcopy(q)
+    assert copy._grad_memory is None and torch.equal(copy.logits, q.logits)
 
 
 def test_gradients_reach_the_logits_before_t_end_and_not_after():

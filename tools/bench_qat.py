@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--nets", nargs="+", default=["lenet", "resnet18", "slb"],
-                    help="lenet, resnet18 (float, SAT, LSQ) and slb (float, SLB W4 ResNet-18)")
+                    help="lenet, resnet18 (float, SAT, LSQ), slb (float, SLB W4 ResNet-18) and "
+                    "simqat (float, SimQAT W8A8: configs/LeNet5*.ini and ResNet-18)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--batch-lenet", type=int, default=128)
     ap.add_argument("--batch-resnet", type=int, default=32)
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{batch / t:9.1f}")
     if "slb" in args.nets:
         bench_slb(args)
+    if "simqat" in args.nets:
+        bench_simqat(args)
 
 
 # -- SLB (seeds 000/002): ResNet-18-CIFAR W4 training step against float -----------------------
@@ -237,6 +240,68 @@ def bench_slb(args: argparse.Namespace) -> None:
         print(f"{'resnet18':<10} {label:<9} {t * 1e3:9.2f} {t / result['float']:8.2f}")
     print(f"{'resnet18':<10} {'SLB only':<9} {quantizers * 1e3:9.2f}   (softmax forward + "
           "backward of all SLB quantizers)")
+
+
+# -- SimQAT (seed 001): 8-bit fake quantization with tracked ranges against float --------------
+# Golden Stick's SimQAT: every Conv/Fc weight per output channel (symmetric), every activation
+# after its ReLU per layer (asymmetric); quantization on (past the quant delay). The LeNet5 pair
+# is the seed's network built by n2q from configs/LeNet5.ini and configs/LeNet5_SimQAT.ini.
+def simqat_lenet5(quantized: bool) -> nn.Module:
+    from pathlib import Path
+
+    from n2q.config import load_config
+    from n2q.net import build_network
+    from n2q.quant.protocol import quantizers as net_quantizers
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    net = build_network(load_config(configs / f"LeNet5{'_SimQAT' if quantized else ''}.ini"),
+                        (1, 32, 32))
+    for _, q in net_quantizers(net):
+        q.after_step(10 ** 9)           # past the quant delay: quantizing
+    return nn.Sequential(_Logits(net))
+
+
+class _Logits(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)["softmax"].flatten(1)
+
+
+def simqat_resnet18(quantized: bool) -> nn.Module:
+    def wq(_bits: int) -> nn.Module | None:
+        return WEIGHT_QUANTIZERS["SimQAT"](range=255) if quantized else None
+
+    def aq(_bits: int = 255) -> nn.Module:
+        return nn.Sequential(nn.ReLU(), ACT_QUANTIZERS["SimQAT"](range=255)) if quantized else (
+            nn.ReLU())
+    layers: list[nn.Module] = [QConv(3, 64, 3, 1, 1, wq(8)), nn.BatchNorm2d(64), aq()]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride, wq, aq), Block(cout, cout, 1, wq, aq)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), QFc(512, 10, wq=wq(8))]
+    return nn.Sequential(*layers)
+
+
+def bench_simqat(args: argparse.Namespace) -> None:
+    print("SimQAT W8A8 (weights per channel, activations per layer, ranges tracked every "
+          "step); goal <= 1.3x float on CPU")
+    for name, build, shape, batch in (("lenet5", simqat_lenet5, (1, 32, 32), 32),
+                                      ("resnet18", simqat_resnet18, (3, 32, 32),
+                                       args.batch_resnet)):
+        torch.manual_seed(0)
+        x = torch.rand(batch, *shape, device=args.device)
+        y = torch.randint(0, 10, (batch,), device=args.device)
+        steps = {}
+        for label, quantized in (("float", False), ("SimQAT", True)):
+            torch.manual_seed(0)
+            steps[label] = make_step(build(quantized).to(args.device), x, y)
+        result = time_variants(steps, args.steps)
+        for label, t in result.items():
+            print(f"{name:<10} {label:<9} {t * 1e3:9.2f} {t / result['float']:8.2f}")
 
 
 # ------------------------------------------------------------------------------------------------
