@@ -13,7 +13,7 @@ asks SimQAT within 0.2 points of float.
 The fused network reads the provider's [0, 1] stimuli on the 1/255 grid (fusion.md); the
 seed's normalization (x/255 - 0.1307)/0.3081 has a fractional zero point (33.3285 pixels) that
 the fusion does not take as input. The integer check therefore learns the same SimQAT LeNet5
-without the normalization transformation (N2D2's [0, 1] input), for the same epochs.
+without the normalization transformation (N2D2's [0, 1] input), He-initialized, 5 epochs.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from n2q.train.solvers import make_optimizer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 EPOCHS = int(os.environ.get("N2Q_SIMQAT_MNIST_EPOCHS", "10"))
+INTEGER_EPOCHS = 5      # quantized from step 900 (epoch 3.6) on
 
 
-def _learn(ini: Path) -> tuple:
+def _learn(ini: Path, epochs: int = EPOCHS) -> tuple:
     cfg = load_config(ini)
     sp = make_provider(cfg, seed=1)
     torch.manual_seed(1)
@@ -47,7 +48,7 @@ def _learn(ini: Path) -> tuple:
     optimizer = make_optimizer(net, sp.batch_size)
     lifecycle = Lifecycle(net)
     start = time.perf_counter()
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         net.train()
         lifecycle.start_epoch(epoch + 1)
         for x, y in sp.loader("Learn", shuffle=True, epoch=epoch):
@@ -110,15 +111,18 @@ def _run(tmp_path: Path) -> None:
           f"{rate_simqat:.2f}% ({t_simqat:.0f} s): gap {rate_simqat - rate_float:+.2f}")
     assert rate_simqat >= rate_float - 0.2
 
-    # the integer network: the same SimQAT LeNet5 on [0, 1] inputs
+    # the integer network: the same SimQAT LeNet5 on [0, 1] inputs, He-initialized (MindSpore's
+    # sigma 0.01 on [0, 1] inputs stays at chance for these few epochs)
     text = (CONFIGS / "LeNet5_SimQAT.ini").read_text()
     text, found = re.subn(r"\[sp\.Transformation-normalize\][^\[]*", "", text)
-    assert found == 1
+    text, fillers = re.subn(r"WeightsFiller=NormalFiller\nWeightsFiller.StdDev=[0-9.]+",
+                            "WeightsFiller=HeFiller", text)
+    assert found == 1 and fillers == 2
     ini = tmp_path / "LeNet5_SimQAT_01.ini"
     ini.write_text(text)
-    net01, sp01, _ = _learn(ini)
+    net01, sp01, _ = _learn(ini, INTEGER_EPOCHS)
     fused, float_lines = fuse_network(net01)
-    assert [line.split(":")[0] for line in float_lines] == ["softmax"]
+    assert float_lines == []            # every cell fused (the Softmax is float by design)
     use_fixed_point(fused)
     counts, same, total = _compare(net01, fused, sp01)
     rate_fake, rate_int = _rate(net01, sp01), _rate(fused, sp01)
@@ -126,5 +130,6 @@ def _run(tmp_path: Path) -> None:
                        for node, c in counts.items())
     print(f"SimQAT on [0, 1] inputs: fake-quant {rate_fake:.2f}%, integer {rate_int:.2f}%; "
           f"same class on {same}/{total}; {report}")
+    assert rate_fake > 90.0                 # a network that learned, not a constant
     assert all(c[2] == 0 for c in counts.values()), counts
     assert same == total and rate_int == rate_fake

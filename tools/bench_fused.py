@@ -3,10 +3,9 @@
     nice /work/venv/bin/python tools/bench_fused.py [--ini NET.ini [-w WEIGHTS]]
         [--batches 20] [--batch-size 256] [--threads N] [--repeat 3] [--simqat]
 
---simqat: the SimQAT LeNet5 of seed 001 (configs/LeNet5_SimQAT.ini on [0, 1] inputs, MNIST from
-$N2Q_DATA; or
---ini), fake quantization against the integer network with float64 and with fixed-point
-requantization.
+--simqat: the SimQAT LeNet5 of seed 001 (configs/LeNet5_SimQAT.ini on [0, 1] inputs, MNIST
+from $N2Q_DATA, or --ini), fake quantization against the integer network with float64 and with
+fixed-point requantization (random weights, ranges tracked on a few batches, unless -w).
 
 Without --ini: the seed 004 LeNet (W4A4, conv1/fc2 8-bit weights, BatchNorm + SAT activations)
 with a residual block added, on random [0, 1] stimuli of its input shape. The BatchNorm

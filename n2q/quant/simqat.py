@@ -1,14 +1,9 @@
 """SimQAT: simulated fake quantization (Jacob et al. 2018) as MindSpore Golden Stick runs it
-(spec/quant.md "SimQAT", seed 001).
-
-Weights (``QWeight=SimQAT``, symmetric per output channel by default) and activations
-(``QAct=SimQAT``, asymmetric per layer) share one fake quantizer on the unsigned grid
-[qmin, qmax] = [0 or 1 if narrow, R] with zero-point nudging; the ranges are tracked
-(min/max of the latest training batch, or their EMA) in buffers, quantization starts after
-``QuantDelay`` optimizer steps (counted by ``after_step``), and the gradient passes straight
-through inside the nudged bounds. ``QWeight.FoldBN=OneConv|TwoConv`` folds the BatchNorm that
-follows a Conv into its quantized weights during training (``run_op``).
-"""
+(spec/quant.md "SimQAT", seed 001). Weights (symmetric per output channel by default) and
+activations (asymmetric per layer) share one fake quantizer on the unsigned grid [qmin, R]
+with zero-point nudging; ranges tracked in buffers (latest batch or EMA), quantization after
+``QuantDelay`` optimizer steps (``after_step``), straight-through gradient inside the nudged
+bounds. ``QWeight.FoldBN=OneConv|TwoConv`` folds the following BatchNorm (``run_op``)."""
 
 from __future__ import annotations
 
@@ -333,7 +328,7 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
     AXIS, FILE_TAG = 0, "QWeight"
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)            # untracked: the weight's own range
+        super().__init__(*args, **kw)
         self._bn = Shared(None)                 # the folded BatchNorm cell (not a submodule)
 
     def bind(self, cell: Any, net: Any) -> None:
@@ -361,10 +356,13 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
         self._bn = Shared(bn)
         bn.folded_into = cell.name if fold == "TwoConv" else None
 
+    # protocol attribute read by the fusion: the weight grid holds w*gamma/sigma already
+    folds_batchnorm = property(lambda self: self.settings.fold_bn != "0")
+
     def _bn_cell(self) -> Any:
         if self._bn.value is None:
-            raise UserError(f"QWeight.FoldBN={self.settings.fold_bn}: the quantizer is not bound "
-                            "to its BatchNorm (call bind(cell, net) after building the network)")
+            raise UserError(f"QWeight.FoldBN={self.settings.fold_bn}: not bound to its BatchNorm "
+                            "(call bind(cell, net) after building the network)")
         return self._bn.value
 
     def _folded(self, w: Tensor) -> Tensor:

@@ -167,6 +167,11 @@ def _fuse_conv_bn(net: Any, step: Step, in_domain: Domain, w_int: Tensor,
                         f)
         # the spec's block takes beta and mean apart: a dead channel (f = 0) outputs q(beta)
         beta, mean = bn.bias.detach().double(), bn.running_mean.detach().double()
+        if getattr(net.cells[step.name].weight_quantizer, "folds_batchnorm", False):
+            # the weight grid already holds w * f (SimQAT FoldBN): the BatchNorm is the shift
+            # beta + f * (b - mean) alone
+            beta = beta + f * (bias.detach().double() - mean)
+            f, mean, bias = torch.ones_like(f), torch.zeros_like(f), torch.zeros_like(bias)
     out = step.domain
     rescale = conv_bn_act_rescale(
         f * step_w, beta, mean / step_w, bias.detach().double() / step_w,
