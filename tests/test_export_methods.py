@@ -6,7 +6,9 @@ values worked out by hand from spec/quant.md (SAT Default R=15: odd integers, sc
 Symmetric: -7..7, 1/7; Asymmetric: -8..7, 1/7; FullRange: odd integers; ApplyScaling: scale
 1/(R s) with s = sqrt(var(w_q) n_out) recomputed from the stored integers; SAT activations:
 0..R, alpha/R; LSQ weights -8..7 and activations 0..R times the step size; LSQ NNI activations
--8..7), and onnxruntime gives n2q's outputs.
+-8..7; SimQAT per-channel symmetric weights and asymmetric uint8 activations from their
+tracked ranges; SLB's one-hot weights), and onnxruntime gives n2q's outputs. SimQAT's BatchNorm
+folding is refused by the export's check, never written wrong.
 """
 
 from __future__ import annotations
@@ -169,3 +171,71 @@ def test_lsq_nni_signed_activations(tmp_path: Path) -> None:
     _, inits, _ = exported(tmp_path, "LSQ NNI activations")
     assert inits["bn1/q/scale"] == np.float32(0.1)
     assert (inits["bn1/q/min"], inits["bn1/q/max"]) == (np.float32(-0.8), np.float32(0.7))
+
+
+def trained(tmp_path: Path, conv: str, bn: str, fc: str):
+    """A tiny net whose quantizers have tracked their ranges over a few training steps."""
+    from helpers import train_briefly
+
+    from n2q.quant.protocol import quantizers
+
+    ini = tmp_path / "net.ini"
+    ini.write_text(NET.format(conv=conv, bn=bn, fc=fc, bn_act="Rectifier"))
+    torch.manual_seed(0)
+    net = build_network(load_config(ini), (2, 6, 6))
+    for cell, q in quantizers(net):
+        q.bind(net.cells[cell], net)
+    train_briefly(net, (2, 6, 6), "softmax", 4, steps=3, batch=8, lr=0.01, first_seed=0)
+    return net
+
+
+def test_simqat_per_channel_weights_and_asymmetric_activations(tmp_path: Path) -> None:
+    """SimQAT (spec/quant.md): symmetric 8-bit weights per output channel, scale 2M/255 with
+    M = max(|min|, max) of the tracked range, written as int8 with zero point 0 on axis 0;
+    asymmetric activations: scale (max - min)/255, zero point round(-min/scale) on uint8."""
+    net = trained(tmp_path, "QWeight=SimQAT", "QAct=SimQAT", "")
+    x = torch.rand(16, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    result = export_network(net, "ONNX", batch=x, folder=tmp_path, name="tiny")
+    model = onnx.load(str(result.model))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    wq = net.cells["conv1"].weight_quantizer
+    m = torch.maximum(-wq.min, wq.max).double()
+    assert np.allclose(inits["conv1/weight/scale"], (2 * m / 255).numpy(), rtol=1e-6)
+    assert inits["conv1/weight/zero_point"].dtype == np.int8
+    assert inits["conv1/weight/zero_point"].tolist() == [0, 0, 0]
+    dq = next(n for n in model.graph.node if n.output[0] == "conv1/weight")
+    assert [(a.name, a.i) for a in dq.attribute] == [("axis", 0)]
+    aq = net.cells["bn1"].act_quantizer
+    lo, hi = float(min(aq.min.min(), 0)), float(max(aq.max.max(), 0))
+    scale = (hi - lo) / 255
+    assert inits["bn1/q/scale"] == pytest.approx(scale, rel=1e-6)
+    assert inits["bn1/q/zero_point"].dtype == np.uint8
+    assert int(inits["bn1/q/zero_point"]) == int(np.clip(np.round(-lo / scale), 0, 255))
+
+
+def test_slb_one_hot_weights(tmp_path: Path) -> None:
+    """SLB Range=3 (2 bits): the one-hot weights (2k - 3)/3 are the odd integers -3..3 with
+    scale 1/3, in int8."""
+    net = trained(tmp_path, "QWeight=SLB\nQWeight.Range=3", "", "")
+    x = torch.rand(16, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    result = export_network(net, "ONNX", batch=x, folder=tmp_path, name="tiny")
+    inits = {i.name: numpy_helper.to_array(i)
+             for i in onnx.load(str(result.model)).graph.initializer}
+    w = inits["conv1/weight/quantized"]
+    assert w.dtype == np.int8 and set(np.unique(w).tolist()) <= {-3, -1, 1, 3}
+    assert inits["conv1/weight/scale"] == np.float32(1 / 3)
+    with torch.no_grad():
+        assert np.allclose(w / 3, net.cells["conv1"].quantized_weight().numpy(), atol=1e-6)
+
+
+def test_simqat_batchnorm_folding_is_refused_not_exported_wrong(tmp_path: Path) -> None:
+    """FoldBN changes the Conv's op (its output is divided by gamma/sigma before the
+    BatchNorm): the exporter writes Conv + BatchNormalization, so its check refuses."""
+    from n2q.errors import UserError
+
+    net = trained(tmp_path, "QWeight=SimQAT\nQWeight.FoldBN=OneConv", "QAct=SimQAT", "")
+    x = torch.rand(16, 2, 6, 6, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(UserError, match="cell conv1: onnxruntime's output differs .* folds the "
+                       "next BatchNorm"):
+        export_network(net, "ONNX", batch=x, folder=tmp_path, name="tiny")
+    assert not (tmp_path / "export_ONNX").exists()

@@ -93,7 +93,7 @@ def test_sat_w4a4_lenet_qdq_export(test_data: Path, tmp_path: Path, monkeypatch)
         assert calib[bn]["tracked_max_output"] == pytest.approx(alpha, rel=1e-6)
         assert calib[reader]["tracked_max_input"] == pytest.approx(alpha, rel=1e-6)
         assert float(ranges[f"{bn}/q"]) == pytest.approx(alpha, rel=1e-6)
-    assert calib["conv1"]["weight_bits"] == 9 and calib["conv2"]["weight_bits"] == 5
+    assert calib["conv1"]["weight_bits"] == 8 and calib["conv2"]["weight_bits"] == 4
     report = (folder / "report.txt").read_text()
     assert "conv1 weight: grid [-255, 255] step 2" in report and "float constants" in report
 

@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import resnet18v1
+from helpers import random_stimuli, resnet18v1, sat_ini, train_briefly
 from onnx import TensorProto
 from onnx import helper as oh
 
@@ -126,3 +126,28 @@ def test_zoo_resnet18_float_export_round_trip(tmp_path: Path) -> None:
     # N2D2's naming kept: each cell is its node's first output
     assert {"resnetv15_conv0_fwd", "resnetv15_stage4_conv4_fwd", out} <= names
     assert sum(n.op_type == "Add" for n in model.graph.node) == 8
+
+
+@pytest.mark.slow
+def test_zoo_resnet18_sat_w4a4_qdq_export(tmp_path: Path) -> None:
+    """The seed's ResNet-18 recipe (SAT W4A4 through ReluQ_def on every Relu, 8-bit first and
+    last layers) on the zoo-shaped graph: the QDQ export passes its own check (layer by layer
+    within one level) and onnxruntime gives n2q's classes on other stimuli."""
+    net = build_network(load_config(sat_ini(tmp_path, True)), (3, 64, 64))
+    target = net.targets[0].cell
+    train_briefly(net, (3, 64, 64), target, 3, steps=2, batch=8, lr=0.01, first_seed=0)
+    result = export_network(net, "ONNX", batch=random_stimuli(16, 9, (3, 64, 64)),
+                            folder=tmp_path, name="resnet18")
+    assert result.quantized
+    model = onnx.load(str(result.model))
+    ops = [n.op_type for n in model.graph.node]
+    assert model.opset_import[0].version == 13
+    assert ops.count("QuantizeLinear") == 17            # one per ReluQ (17 ReLUs)
+    adds = [n.output[0] for n in model.graph.node if n.op_type == "Add"]
+    readers = {i for n in model.graph.node if n.op_type == "QuantizeLinear" for i in n.input}
+    assert len(adds) == 8 and set(adds) <= readers       # every residual sum is quantized
+    x = random_stimuli(32, 11, (3, 64, 64))
+    got = ort.InferenceSession(str(result.model)).run(None, {"sp": x.numpy()})[0]
+    with torch.no_grad():
+        want = net.eval()(x)[target].flatten(1)
+    assert np.array_equal(got.reshape(len(x), -1).argmax(1), want.argmax(1).numpy())

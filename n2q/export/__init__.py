@@ -94,7 +94,7 @@ def export_from_run(ctx: Any, kind: str, best_folder: Path | None = None) -> Exp
         from n2q.io.weights import load_weights
 
         print(f"Importing weights from directory '{best_folder.name}'.")
-        load_weights(ctx.net, best_folder, strict_missing=True)
+        load_weights(ctx.net, best_folder, ignore_missing=False)
     sizes = ctx.sp.partition_sizes()
     partition = next((p for p in ("Test", "Validation", "Learn") if sizes.get(p, 0)), None)
     if partition is None:

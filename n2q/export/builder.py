@@ -116,21 +116,27 @@ class GraphBuilder:
 
     def quantize_dequantize(self, x: str, base: str, form: QdqForm, output: str,
                             clamp: tuple[np.ndarray, np.ndarray] | None) -> str:
-        """x -> [clamp to the grid's float range] -> QuantizeLinear -> DequantizeLinear."""
+        """x -> QuantizeLinear -> DequantizeLinear [-> clamp to the grid's float range].
+
+        The clamp of a grid narrower than its type (4-bit levels in int8) follows the
+        DequantizeLinear: clamping commutes with the monotonic Q/DQ, and onnxruntime's QDQ
+        propagation (1.32, from its basic optimization level on) drops a Clip placed before a
+        QuantizeLinear when it moves the DequantizeLinear past a following MaxPool."""
         rank = self.rank.get(x, 4)
-        if clamp is not None:
-            lo, hi = clamp
-            if lo.ndim == 0:
-                x = self.node("Clip", [x, self.const(f"{base}/min", lo),
-                                       self.const(f"{base}/max", hi)], f"{base}/clip", rank)
-            else:   # per-channel bounds: Clip takes scalars only
-                x = self.node("Max", [x, self.channel_const(f"{base}/min", lo, rank)],
-                              f"{base}/max", rank)
-                x = self.node("Min", [x, self.channel_const(f"{base}/max", hi, rank)],
-                              f"{base}/clip", rank)
         scale, zero, attrs = self.qdq_params(base, form)
         q = self.node("QuantizeLinear", [x, scale, zero], f"{base}/quantized", rank, **attrs)
-        return self.node("DequantizeLinear", [q, scale, zero], output, rank, **attrs)
+        if clamp is None:
+            return self.node("DequantizeLinear", [q, scale, zero], output, rank, **attrs)
+        y = self.node("DequantizeLinear", [q, scale, zero], f"{base}/dequantized", rank,
+                      **attrs)
+        lo, hi = clamp
+        if lo.ndim == 0:
+            return self.node("Clip", [y, self.const(f"{base}/min", lo),
+                                      self.const(f"{base}/max", hi)], output, rank)
+        # per-channel bounds: Clip takes scalars only
+        y = self.node("Max", [y, self.channel_const(f"{base}/min", lo, rank)],
+                      f"{base}/max", rank)
+        return self.node("Min", [y, self.channel_const(f"{base}/max", hi, rank)], output, rank)
 
     # -- the model ----------------------------------------------------------------------------
     def model(self, input_name: str, input_shape: tuple[int, ...],

@@ -1,7 +1,8 @@
 """The calibration ranges inference engines read: ``calibration.json`` in NNI's form and a
 TensorRT per-tensor dynamic-range file.
 
-NNI's ``export_model`` (seed 003, spec/quant.md) writes, per quantized layer, ``weight_bits``,
+NNI's ``export_model`` (seed 003, spec/quant.md) writes, per quantized layer, ``weight_bits``
+(here the bits of the grid's levels, ceil(log2(levels)): 4 for SAT's Range=15 weights),
 ``input_bits``, ``tracked_min_input``, ``tracked_max_input``, ``output_bits``,
 ``tracked_min_output``, ``tracked_max_output``. n2q writes the same keys from the integer grids:
 a range is the grid's float span, (qmin - z) * s .. (qmax - z) * s (LSQ: step size times the
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from n2q.export.qdq import grid_range
+from n2q.export.qdq import grid_range, level_bits
 
 LEVEL_KEEPING = ("Dropout", "Padding", "Activation")
 
@@ -52,7 +53,7 @@ def input_grid(net: Any, name: str, grids: dict[str, Any]) -> Any:
 
 def _range_entry(prefix: str, grid: Any) -> dict[str, Any]:
     lo, hi = grid_range(grid)
-    return {f"{prefix}_bits": grid.bits, f"tracked_min_{prefix}": lo,
+    return {f"{prefix}_bits": level_bits(grid), f"tracked_min_{prefix}": lo,
             f"tracked_max_{prefix}": hi}
 
 
@@ -65,7 +66,7 @@ def calibration_config(net: Any, weight_grids: dict[str, Any], act_grids: dict[s
             continue
         entry: dict[str, Any] = {}
         if name in weight_grids:
-            entry["weight_bits"] = weight_grids[name].bits
+            entry["weight_bits"] = level_bits(weight_grids[name])
         source = input_grid(net, name, act_grids)
         if source is not None:
             entry.update(_range_entry("input", source))

@@ -2,7 +2,8 @@
 
 Two onnxruntime runs on the same batch:
 - the model as written, with onnxruntime's default optimizations (what a user runs): its
-  target outputs against n2q's;
+  target outputs against n2q's (classes, reported) and against the unoptimized run's (within
+  FLOAT_TOLERANCE: the optimizations must not change the model);
 - the model with every cell's tensor added as an output, optimizations off: cell by cell,
   n2q's cell is run on onnxruntime's own inputs of that cell, so that a difference shows where
   it arises and does not propagate.
@@ -53,15 +54,23 @@ class CheckResult:
         return text
 
 
-def session(model: Any, optimize: bool) -> Any:
+def run_session(model: Any, optimize: bool, outputs: list[str], feed: dict[str, Any]
+                ) -> list[Any]:
+    """onnxruntime (CPU) on ``model``; a model it cannot load or run is a UserError."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        return session.run(outputs, feed)
+    except Exception as error:  # onnxruntime raises its own exception types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise UserError(f"{EXPORT}: onnxruntime {ort.__version__} cannot run the exported "
+                        f"model ({first}): nothing written") from None
 
 
 def with_all_outputs(graph: ExportedGraph) -> Any:
@@ -97,13 +106,13 @@ def check_export(net: Any, graph: ExportedGraph, batch: torch.Tensor,
     result = CheckResult(stimuli=int(x.shape[0]))
     names = list(graph.tensor_of)
     tensors = [graph.tensor_of[n] for n in names]
-    outs = session(with_all_outputs(graph), False).run(tensors, feed)
+    outs = run_session(with_all_outputs(graph), False, tensors, feed)
     ort = {n: torch.from_numpy(np.asarray(o)) for n, o in zip(names, outs, strict=True)}
-    deployed = session(graph.model, True).run(graph.outputs, feed)
-    _end_to_end(net, graph, dict(zip(graph.outputs, deployed, strict=True)), ort, ref, result)
     ort[graph.input_name] = x
-    for name in names:
+    for name in names:      # first the cell where a difference arises, if any
         _layer(net, name, ort, ref, act_grids.get(name), result)
+    deployed = run_session(graph.model, True, graph.outputs, feed)
+    _end_to_end(net, graph, dict(zip(graph.outputs, deployed, strict=True)), ort, ref, result)
     return result
 
 
@@ -138,6 +147,14 @@ def _end_to_end(net: Any, graph: ExportedGraph, deployed: dict[str, np.ndarray],
         if out.numel():
             result.max_deployed_diff = max(result.max_deployed_diff,
                                            float((out - theirs).abs().max()))
+            # onnxruntime's optimizations must not change the model: the optimized run (as
+            # deployed) against the unoptimized one that was checked cell by cell
+            plain = ort[target].flatten(1)
+            moved = float((plain - theirs).abs().max())
+            if moved > FLOAT_TOLERANCE * max(1.0, float(plain.abs().max())):
+                raise UserError(f"{EXPORT}: onnxruntime's optimized run changes {target} by "
+                                f"{moved:.3g} against its unoptimized run (tolerance "
+                                f"{FLOAT_TOLERANCE:g}): nothing written")
         if mine.shape[1] < 2:
             result.same_class += result.stimuli
             continue
@@ -181,9 +198,12 @@ def _layer(net: Any, name: str, ort: dict[str, torch.Tensor], ref: dict[str, tor
     diff = float((mine - theirs).abs().max()) if mine.numel() else 0.0
     scale = max(1.0, float(mine.abs().max())) if mine.numel() else 1.0
     if diff > FLOAT_TOLERANCE * scale:
+        why = ("; its weight quantizer changes the op beyond the quantized weight (e.g. it "
+               "folds the next BatchNorm during training), which the export does not express"
+               if getattr(cell, "weight_quantizer", None) is not None else "")
         raise UserError(f"{EXPORT}: cell {name}: onnxruntime's output differs from n2q's by "
                         f"{diff:.3g} on the same inputs (tolerance {FLOAT_TOLERANCE:g} x "
-                        f"{scale:.3g}): nothing written")
+                        f"{scale:.3g}){why}: nothing written")
     result.layer_lines.append(f"{name}: max |difference| {diff:.3g}")
 
 

@@ -19,6 +19,7 @@ type. The mapping:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,15 +155,23 @@ def grid_range(grid: IntegerGrid) -> tuple[float, float]:
     return float(both.min()), float(both.max())
 
 
+def level_bits(grid: IntegerGrid) -> int:
+    """Bits of the grid's levels, ceil(log2(levels)): what the method quantizes to (SAT's
+    Range=15 weights, the 16 odd integers -15..15, are 4-bit although int8 stores them)."""
+    return max(math.ceil(math.log2(grid.levels)), 1)
+
+
 def grid_summary(grid: IntegerGrid) -> str:
     """``[-15, 15] step 2, scale 0.0667, zp 0`` for the report."""
     s = grid.scale
     scale = f"{float(s.min()):.6g}..{float(s.max()):.6g} (per channel)" if grid.per_channel \
         else f"{float(s):.6g}"
     zp = grid.zero_point
-    zps = (f"{float(zp.min()):g}..{float(zp.max()):g}" if zp.dim() else f"{float(zp):g}")
+    zps = (f"{float(zp.min()):g}..{float(zp.max()):g}" if zp.dim() and zp.min() != zp.max()
+           else f"{float(zp.reshape(-1)[0]):g}")
     step = f" step {grid.stride}" if grid.stride > 1 else ""
-    return f"[{grid.qmin}, {grid.qmax}]{step} ({grid.bits} bits), scale {scale}, zp {zps}"
+    return (f"[{grid.qmin}, {grid.qmax}]{step} ({grid.levels} levels, {level_bits(grid)} bits), "
+            f"scale {scale}, zp {zps}")
 
 
 def needs_clamp(form: QdqForm, grid: IntegerGrid) -> bool:

@@ -3,7 +3,7 @@
 Weights: ``q.integer_grid(w)`` gives the grid of the cell's quantized weight; the integers are
 stored as an initializer followed by DequantizeLinear (per axis 0 when the grid is per
 channel). Activations: ``q.integer_grid()`` gives the output grid; the cell's output goes
-through [clamp] -> QuantizeLinear -> DequantizeLinear. Biases stay float (TensorRT's
+through QuantizeLinear -> DequantizeLinear [-> clamp]. Biases stay float (TensorRT's
 convention: no QDQ on biases). A quantizer whose ``integer_grid`` is None has no integer form
 (SAT's clamp phase): the export is refused, naming the cell.
 """
@@ -53,10 +53,10 @@ def act_grid(cell: Any) -> Any:
     return grid
 
 
-def weight_tensor(b: GraphBuilder, cell: Any, layout: str = "") -> str:
-    """The float weight tensor the op uses: a float initializer for an unquantized cell, else
-    stored integers + DequantizeLinear (or float constants when no standard form exists).
-    ``layout``: "" keeps [O, ...]."""
+def weight_tensor(b: GraphBuilder, cell: Any) -> str:
+    """The float weight tensor [O, ...] the op uses: a float initializer for an unquantized
+    cell, else stored integers + DequantizeLinear (or float constants when no standard form
+    exists)."""
     with torch.no_grad():
         w_q = cell.quantized_weight().detach().float().cpu()
     if cell.weight_quantizer is None:
@@ -104,6 +104,9 @@ def quantize_output(b: GraphBuilder, cell: Any, x: str) -> str:
         raise UserError(f"{EXPORT}: cell {cell.name}: the activation grid "
                         f"{grid_summary(grid)} has no QuantizeLinear form (it is not every "
                         "integer of a range with an integer zero point)")
+    if grid.per_channel and grid.axis != 1:
+        raise UserError(f"{EXPORT}: cell {cell.name}: an activation grid per channel on axis "
+                        f"{grid.axis} (only the channel axis 1 is exported)")
     record = QdqRecord(cell.name, "output", f"{cell.name}/q", form, grid_summary(grid),
                        list(form.notes))
     b.records.append(record)
@@ -117,8 +120,5 @@ def quantize_output(b: GraphBuilder, cell: Any, x: str) -> str:
         lo = grid.dequantize(torch.full_like(grid.zero_point, float(grid.qmin))).numpy()
         hi = grid.dequantize(torch.full_like(grid.zero_point, float(grid.qmax))).numpy()
         clamp = (lo.astype(np.float32), hi.astype(np.float32))
-    if grid.per_channel and grid.axis != 1:
-        raise UserError(f"{EXPORT}: cell {cell.name}: an activation grid per channel on axis "
-                        f"{grid.axis} (only the channel axis 1 is exported)")
     record.tensor = b.quantize_dequantize(x, f"{cell.name}/q", form, f"{cell.name}/q", clamp)
     return record.tensor

@@ -37,12 +37,13 @@ def report_text(graph: ExportedGraph, check: CheckResult, *, model_file: str,
     if graph.quantized:
         lines.append(f"  tolerance: each quantized tensor at most one level from n2q's on at "
                      f"most {LEVEL_SHARE:g} of its values (cell by cell, same inputs); float "
-                     f"tensors within {FLOAT_TOLERANCE:g} x max(1, max |value|)")
+                     f"tensors within {FLOAT_TOLERANCE:g} x max(1, max |value|); the outputs "
+                     "of onnxruntime's optimized run within the same of its unoptimized run")
         if check.near_ties:
             shown = ", ".join(f"#{i} (n2q margin {m:.3g})" for i, m in
                               check.near_ties[:MAX_LISTED])
-            lines.append(f"  class differs on {len(check.near_ties)} stimuli, all from "
-                         f"level rounding ties; n2q's top-two margins: {shown}")
+            lines.append(f"  class differs on {len(check.near_ties)} stimuli (n2q's top-two "
+                         f"logit margins: {shown})")
     else:
         lines.append(f"  tolerance: every cell output within {FLOAT_TOLERANCE:g} x max(1, "
                      "max |value|) of n2q's")
