@@ -9,7 +9,7 @@ that yield ``(x float32 [B, C, H, W], label int64 [B])`` (plus the stimulus ids 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
