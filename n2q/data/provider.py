@@ -9,7 +9,6 @@ that yield ``(x float32 [B, C, H, W], label int64 [B])`` (plus the stimulus ids 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from n2q.data.batches import (
+    BatchDataset,
+    Batches,
+    Stats,
+    StatsDataset,
+    default_workers,
+    run_loader,
+)
 from n2q.data.databases import make_database
 from n2q.data.partition import PARTITIONS
 from n2q.data.pipeline import (
@@ -190,9 +197,9 @@ class StimuliProvider:
         if pre is not None and not pipe.tail:
             return Batches(lambda: self._fast_batches(partition, pre, batches, with_ids, pin),
                            len(batches))
-        workers = _default_workers() if num_workers is None else num_workers
-        dataset = _BatchDataset(self, partition, batches, epoch, with_ids)
-        return Batches(lambda: _run_loader(dataset, workers, pin), len(batches))
+        workers = default_workers() if num_workers is None else num_workers
+        dataset = BatchDataset(self, partition, batches, epoch, with_ids)
+        return Batches(lambda: run_loader(dataset, workers, pin), len(batches))
 
     def _order(self, partition: str, shuffle: bool, epoch: int,
                indices: Sequence[int] | None) -> np.ndarray:
@@ -305,7 +312,7 @@ class StimuliProvider:
     def _stimuli_data(self, sub) -> None:
         sub.check_keys(("ApplyTo",), "a StimuliData section")
         apply_to = self._apply_to(sub)
-        acc = _Stats()
+        acc = Stats()
         for partition in PARTITIONS:
             if partition not in apply_to:
                 continue
@@ -317,8 +324,8 @@ class StimuliProvider:
                     chunk = torch.from_numpy(ids[start:start + _CHUNK])
                     acc.add(_batched(self.database.batch(), chunk, pipe.prefix))
             else:
-                dataset = _StatsDataset(self.database, pipe, ids)
-                parts = _run_loader(dataset, _default_workers(), False)
+                dataset = StatsDataset(self.database, pipe, ids)
+                parts = run_loader(dataset, default_workers(), False)
                 for part in tqdm(parts, total=len(dataset), leave=False, unit="chunk",
                                  desc=f"[{sub.name}] {partition} statistics",
                                  disable=len(dataset) < 20):
@@ -361,28 +368,9 @@ def _refuse_spiking(sec) -> None:
                             "training only): remove the spike coding keys from [env]")
 
 
-class Batches:
-    """An iterable of batches that knows how many it yields (for progress bars); each
-    iteration goes through the same batches again."""
-
-    def __init__(self, make_iterator: Callable[[], Iterator[tuple]], length: int) -> None:
-        self._make_iterator = make_iterator
-        self._length = length
-
-    def __iter__(self) -> Iterator[tuple]:
-        return self._make_iterator()
-
-    def __len__(self) -> int:
-        return self._length
-
-
 def _check_partition(partition: str) -> None:
     if partition not in PARTITIONS:
         raise ValueError(f"unknown partition {partition!r}; expected one of {PARTITIONS}")
-
-
-def _default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
 
 
 def _batched(data: torch.Tensor, ids: torch.Tensor, steps: list[Step]) -> torch.Tensor:
@@ -392,142 +380,3 @@ def _batched(data: torch.Tensor, ids: torch.Tensor, steps: list[Step]) -> torch.
     chunks = [run_steps(data[ids[i:i + _CHUNK]], steps, None)
               for i in range(0, len(ids), _CHUNK)]
     return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-
-
-class _Failure:
-    """A UserError met in a worker, carried back as a value (not a DataLoader crash)."""
-
-    def __init__(self, error: UserError) -> None:
-        self.error = error
-
-
-class _BatchDataset(torch.utils.data.Dataset):
-    """Item b = batch b, fully processed (decode, chain, finalize, size check, collate)."""
-
-    def __init__(self, provider: StimuliProvider, partition: str, batches: list[np.ndarray],
-                 epoch: int, with_ids: bool) -> None:
-        self.provider = provider
-        self.partition = partition
-        self.batches = batches
-        self.epoch = epoch
-        self.with_ids = with_ids
-        self.ids = provider.partition_ids(partition)
-        db = provider.database
-        self.pre = provider._precompute(partition) if db.batch() is not None else None
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, b: int):
-        try:
-            return self._batch(self.batches[b])
-        except UserError as exc:
-            return _Failure(exc)
-
-    def _batch(self, positions: np.ndarray) -> tuple:
-        p = self.provider
-        pipe = p.pipeline(self.partition)
-        xs = []
-        for pos in positions:
-            stimulus = int(self.ids[pos])
-            if self.pre is not None:
-                x = pipe.random_part(self.pre[pos], stimulus, self.epoch)
-                p._check_size(x, self.partition, stimulus, self.epoch)
-                xs.append(p.finalize(x))
-            else:
-                xs.append(p.stimulus(self.partition, stimulus, self.epoch))
-        stim = torch.from_numpy(self.ids[positions])
-        y = torch.from_numpy(p.database.targets[self.ids[positions]])
-        # default_collate stacks straight into shared memory in a worker process (a plain
-        # stack would be copied there once more to reach the main process)
-        x = torch.utils.data.default_collate(xs) if xs else torch.zeros(0, *p.size)
-        return (x, y, stim) if self.with_ids else (x, y)
-
-
-class _StatsDataset(torch.utils.data.Dataset):
-    """Item = partial statistics of a chunk of stimuli (raw values after the chain)."""
-
-    def __init__(self, database, pipe: Pipeline, ids: np.ndarray, chunk: int = 64) -> None:
-        self.database = database
-        self.pipe = pipe
-        self.chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def __getitem__(self, i: int):
-        try:
-            acc = _Stats()
-            for stimulus in self.chunks[i]:
-                x = self.pipe.deterministic(self.database, int(stimulus))
-                acc.add(self.pipe.random_part(x, int(stimulus), 0))
-            return acc
-        except UserError as exc:
-            return _Failure(exc)
-
-
-def _run_loader(dataset, workers: int, pin: bool) -> Iterator:
-    if len(dataset) == 0:
-        return
-    if workers <= 0 or len(dataset) == 1:
-        items = (dataset[i] for i in range(len(dataset)))
-    else:
-        items = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                            num_workers=min(workers, len(dataset)),
-                                            pin_memory=pin, collate_fn=_identity,
-                                            worker_init_fn=_worker_init)
-    for item in items:
-        if isinstance(item, _Failure):
-            raise item.error
-        yield item
-
-
-def _identity(item):
-    return item
-
-
-def _worker_init(worker_id: int) -> None:
-    """Keep freed image-sized buffers in the heap: by default glibc returns every block above
-    its mmap threshold to the system, so each decoded image and temporary costs fresh page
-    faults (measured: about a third of the per-stimulus time of an ImageNet-style chain)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
-class _Stats:
-    """Running count / sum / sum of squares / min / max in float64."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.squares = 0.0
-        self.low = float("inf")
-        self.high = float("-inf")
-
-    def add(self, x: torch.Tensor) -> None:
-        if x.numel() == 0:
-            return
-        v = x.to(torch.float64)
-        self.count += v.numel()
-        self.total += float(v.sum())
-        self.squares += float((v * v).sum())
-        self.low = min(self.low, float(v.min()))
-        self.high = max(self.high, float(v.max()))
-
-    def merge(self, other: _Stats) -> None:
-        self.count += other.count
-        self.total += other.total
-        self.squares += other.squares
-        self.low = min(self.low, other.low)
-        self.high = max(self.high, other.high)
-
-    def result(self) -> dict[str, float]:
-        mean = self.total / self.count
-        var = max(self.squares / self.count - mean * mean, 0.0)
-        return {"mean": mean, "stdDev": var ** 0.5, "minVal": self.low, "maxVal": self.high}
