@@ -118,6 +118,27 @@ def test_gradient_memory_is_reused_only_once_released():
     assert copy._grad_memory is None and torch.equal(copy.logits, q.logits)
 
 
+def test_a_forward_in_between_does_not_change_the_gradient():
+    """P is kept from the forward for the backward; a second relaxed forward before the
+    first backward overwrites it, and the first backward must then recompute it."""
+    torch.manual_seed(4)
+    q = SLBWeight(SLBSettings(range=15), weight_shape=(5000,))
+    g1, g2 = torch.randn(5000), torch.randn(5000)
+    w1 = q.fake_quantize(torch.zeros(5000))
+    with torch.no_grad():
+        q.temperature.fill_(3.0)                # the second forward sees another P
+    w2 = q.fake_quantize(torch.zeros(5000))
+    (w1 * g1).sum().backward()
+    a = q.logits.detach().clone().requires_grad_(True)
+    ((torch.softmax(a, dim=-1) * candidates(15)).sum(-1) * g1).sum().backward()
+    torch.testing.assert_close(q.logits.grad, a.grad, atol=1e-6, rtol=1e-5)
+    q.logits.grad = None
+    (w2 * g2).sum().backward()
+    a.grad = None
+    ((torch.softmax(a * 3.0, dim=-1) * candidates(15)).sum(-1) * g2).sum().backward()
+    torch.testing.assert_close(q.logits.grad, a.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_gradients_reach_the_logits_before_t_end_and_not_after():
     q = SLBWeight(SLBSettings(range=3), weight_shape=(4, 2, 3, 3))
     q.plan(RunPlan(total_epochs=10))            # t_start = 2, t_end = 6

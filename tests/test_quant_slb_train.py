@@ -83,7 +83,7 @@ def test_lenet_bn_slb_recipes_on_mnist(test_data: Path, tmp_path: Path,
         assert score > 50.0                        # the one-hot network learned (chance: 10%)
         assert f"SLB epoch 1/{EPOCHS} (3 cells): temperature" in out
         assert f"SLB epoch {EPOCHS}/{EPOCHS} (3 cells): the weights are one-hot" in out
-        weights = tmp_path / name / "weights"
+        weights = tmp_path / name / "weights_validation"   # the best weights, -test's
         allowed = candidates(r).numpy()
         for cell in ("conv1", "conv2", "conv3"):
             for file in (f"{cell}_weights.syntxt", f"{cell}_quant_weights.syntxt"):

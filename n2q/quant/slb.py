@@ -108,37 +108,41 @@ def he_normal_std(logits_shape: tuple[int, ...]) -> float:
 
 class _SoftWeight(torch.autograd.Function):
     """A [N, K], v [K], T -> W [N] = softmax(T*A) @ v, chunk by chunk (a [chunk, K] block
-    stays in the cache: 3-4x faster than one softmax over the whole tensor). The backward
-    recomputes P per chunk instead of saving it (no second logits-sized tensor):
+    stays in the cache: 3-4x faster than one softmax over the whole tensor);
     dL/dA = T * P * (v - W) * dL/dW.
 
+    P goes into memory the quantizer keeps from step to step (``owner.softmax_memory``), so
+    the backward does not compute the exponentials again; a forward that ran in between
+    (``owner.forwards`` moved on) overwrote it, and the backward then recomputes P per chunk.
     The gradient goes into the memory of the previous step's gradient when the solver has
-    released it (``logits.grad`` is None): a fresh logits-sized tensor each step costs ~0.3 s
-    of page faults on ResNet-18 W4 (11M x 16 logits). ``owner`` keeps that memory as a view,
-    so the tensor returned to autograd is still its own (autograd makes it ``.grad`` as is).
+    released it (``owner.gradient_memory``): a fresh logits-sized tensor each step costs
+    ~0.3 s of page faults on ResNet-18 W4 (11M x 16 logits).
     """
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, values: torch.Tensor, t: float,
                 owner: SLBWeight) -> torch.Tensor:
         w = logits.new_empty(logits.shape[0])
+        p = owner.softmax_memory(logits)
         for start in range(0, logits.shape[0], _CHUNK):
-            p = torch.softmax(logits[start:start + _CHUNK] * t, dim=-1)
-            torch.mv(p, values, out=w[start:start + _CHUNK])
+            rows = slice(start, start + _CHUNK)
+            torch.softmax(logits[rows] * t, dim=-1, out=p[rows])
+            torch.mv(p[rows], values, out=w[rows])
         ctx.save_for_backward(logits, values, w)
-        ctx.t, ctx.owner = t, owner
+        ctx.t, ctx.owner, ctx.forward_id = t, owner, owner.forwards
         return w
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         logits, values, w = ctx.saved_tensors
-        t = ctx.t
-        out = ctx.owner.gradient_memory(logits)
+        t, owner = ctx.t, ctx.owner
+        saved = owner._p_memory if owner.forwards == ctx.forward_id else None
+        out = owner.gradient_memory(logits)
         for start in range(0, logits.shape[0], _CHUNK):
-            stop = start + _CHUNK
-            p = torch.softmax(logits[start:stop] * t, dim=-1)
-            d = torch.sub(values, w[start:stop, None], out=out[start:stop])  # v - W  [n, K]
-            d.mul_(p).mul_(grad[start:stop, None] * t)
+            rows = slice(start, start + _CHUNK)
+            p = torch.softmax(logits[rows] * t, dim=-1) if saved is None else saved[rows]
+            d = torch.sub(values, w[rows, None], out=out[rows])  # v - W  [n, K]
+            d.mul_(p).mul_(grad[rows, None] * t)
         return out, None, None, None
 
 
@@ -177,6 +181,8 @@ class SLBWeight(WeightQuantizer):
         self.announce = True       # bind(): only the first cell of a schedule prints it
         self._cache: tuple[tuple[int, int], torch.Tensor] | None = None
         self._grad_memory: torch.Tensor | None = None
+        self._p_memory: torch.Tensor | None = None
+        self.forwards = 0          # relaxed forwards done: which one P's memory holds
 
     def _create_logits(self, weight_shape: tuple[int, ...]) -> None:
         shape = (*weight_shape, self.range + 1)
@@ -228,8 +234,18 @@ class SLBWeight(WeightQuantizer):
         """Copies (deepcopy, pickling) leave out the caches: the gradient memory is as large
         as the logits."""
         state = dict(self.__dict__)
-        state["_grad_memory"] = state["_cache"] = None
+        state["_grad_memory"] = state["_cache"] = state["_p_memory"] = None
         return state
+
+    def softmax_memory(self, like: torch.Tensor) -> torch.Tensor:
+        """The memory of P [N, K] for this forward (kept between steps); ``forwards`` counts
+        the forwards that wrote it."""
+        kept = self._p_memory
+        if (kept is None or kept.shape != like.shape or kept.dtype != like.dtype
+                or kept.device != like.device):
+            self._p_memory = kept = torch.empty_like(like)
+        self.forwards += 1
+        return kept
 
     def gradient_memory(self, like: torch.Tensor) -> torch.Tensor:
         """A tensor shaped like ``like`` ([N, K] logits) for the backward to fill: the memory
