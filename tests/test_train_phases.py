@@ -39,8 +39,9 @@ def test_nan_loss_stops_with_the_step_and_the_last_good_folder(
 
 def test_export_is_refused_before_any_work(tiny: Path, capsys: pytest.CaptureFixture) -> None:
     ini = write_net(tiny)
-    assert n2q(ini, "-learn-epoch", 1, "-export", "ONNX") == 2
-    assert "-export ONNX: exporting is not supported yet" in capsys.readouterr().err
+    assert n2q(ini, "-learn-epoch", 1, "-export", "CPP") == 2   # N2D2's types but ONNX
+    assert "-export CPP: not supported by n2q; the supported export type is ONNX" in \
+        capsys.readouterr().err
     assert not (tiny / "weights_init").exists()
 
 
