@@ -28,6 +28,8 @@ Learning
     or any PyTorch loop over provider.loader("Learn") with net.output(x)
 Any PyTorch model
     quantize_model(module, weight=QWeight(...), act=QAct(...), first=..., last=...)
+    lifecycle(model): plan(RunPlan(total_epochs=E), 0), start_epoch(e), after_optimizer(step)
+    for methods with a schedule (SLB) in a hand-written loop
 
 Importing n2q does not import torch; the names above load on first use.
 """
@@ -52,6 +54,7 @@ _EXPORTS = {
     "Network": "network", "Sequence": "network",
     "seed": "run", "learn": "run", "test": "run",
     "quantize_model": "torch_model", "quantized_layers": "torch_model",
+    "lifecycle": "torch_model", "RunPlan": "torch_model",
     "UserError": None,
 }
 

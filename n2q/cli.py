@@ -137,6 +137,10 @@ def _check_consistency(options: Options) -> None:
             raise UserError(f"{name} acts on the test phase: add -test")
     if options.find_lr and (options.learn or options.learn_epoch or options.test):
         raise UserError("-find-lr exits after the range test: learn or test in another command")
+    if options.multidev is not None and "-dev" in given:  # issue 14
+        raise UserError("-multidev and -dev are exclusive: -multidev names every device")
+    if options.dist_timeout < 1:
+        raise UserError("option -dist-timeout must be >= 1 (seconds)")
     if options.nb_test and options.test_index >= 0:
         raise UserError("-nb-test and -test-index are exclusive: test N stimuli or one")
     _notice_idle(options, given)
@@ -183,6 +187,12 @@ def _command(argv: list[str]) -> int:
     options = None
     try:
         options = parse_args(argv)
+        if options.multidev is not None:  # issue 14: n2q starts one process per device
+            from n2q.train.multidev import launch, launched, parse_devices
+
+            devices = parse_devices(options.multidev)
+            if not launched():
+                return launch(argv, devices)
         from n2q.run import run
 
         run(options)

@@ -36,6 +36,11 @@ class Options:
     nb_test: int = 0
     test_index: int = -1
     debug: bool = False
+    # data-parallel learning and GPU fast path (issue 14, n2q.train.distributed)
+    multidev: str | None = None
+    sync_bn: bool = False
+    compile: bool = False
+    dist_timeout: int = 1800
     given: list[str] = field(default_factory=list)  # options as written, for the run's header
 
 
@@ -85,6 +90,16 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "N"),
     OptionSpec("-test-index", "test_index", "int", "with -test: one stimulus, index I of Test "
                "(-1 = all)", "I"),
+    # -- data-parallel learning (n2q.train.distributed, n2q.train.multidev): issue 14 --
+    OptionSpec("-multidev", "multidev", "str", "learn on several GPUs, one process each, "
+               "started by n2q (N2D2's spelling; torchrun --nproc_per_node=N -m n2q is the "
+               "same); without CUDA: that many CPU processes", "0,1,..."),
+    OptionSpec("-sync-bn", "sync_bn", "flag", "with several processes: BatchNorm statistics "
+               "of the global batch while learning (default: each process's own batch)"),
+    OptionSpec("-compile", "compile", "flag", "learn with a compiled step (torch.compile): "
+               "same numbers up to float rounding, slow first batches"),
+    OptionSpec("-dist-timeout", "dist_timeout", "int", "with several processes: seconds a "
+               "process waits for the others before the run stops", "S"),
     OptionSpec("-learn-stdp", "", "refused", "spiking (STDP) learning: not supported by n2q",
                "N"),
     OptionSpec("--debug", "debug", "flag", "print tracebacks of user errors too"),

@@ -26,9 +26,10 @@ def check_run(ctx: RunContext, options: Options, seed_file: bool) -> None:
 
     learning = bool(options.learn or options.learn_epoch)
     check_outputs(ctx.workdir, run_outputs(
-        ctx.cfg.path.name, [t.section for t in ctx.targets], seed_file=seed_file,
-        learn=learning, resume=options.l is not None, test=options.test,
-        qat_sat=options.qat_sat, bench=options.bench, find_lr=bool(options.find_lr)))
+        ctx.cfg.path.name, [t.section for t in ctx.targets], [t.cell for t in ctx.targets],
+        seed_file=seed_file, learn=learning, resume=options.l is not None, test=options.test,
+        qat_sat=options.qat_sat, bench=options.bench, find_lr=bool(options.find_lr),
+        export=options.export))
     if learning or options.find_lr:
         if ctx.learn_size() == 0:
             phase = ("-find-lr" if options.find_lr else
@@ -66,5 +67,6 @@ def check_fusable(net: object) -> None:
     from n2q.quant.fuse import fuse_sat, plan_fusion
 
     steps, _ = plan_fusion(net)
-    if not any(step.kind in ("linear", "sum") for step in steps):
+    # StepKind.LINEAR / SUM: the integer nodes (kind.value, whatever the enum's module)
+    if not any(getattr(step.kind, "value", step.kind) in ("linear", "sum") for step in steps):
         fuse_sat(net)

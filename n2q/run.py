@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from n2q.errors import UserError, notice
 from n2q.options import Options, describe
+from n2q.train.distributed import barrier, reseed_rank, session, silence_reports
+from n2q.train.distributed import current as current_dist  # issue 14: rank / world
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -107,22 +109,23 @@ def resolve_device(spec: str, explicit: bool) -> torch.device:
 def run(options: Options) -> None:
     """The phases of one command: prepare, then find-lr (exits) or learn and/or test."""
     start = time.perf_counter()
-    for line in describe(options):
-        print(line)
-    check_export(options.export)
-    ctx, state = prepare(options, Path("."))
-    if options.find_lr:
-        run_find_lr(ctx, options)
-        return
-    learned = bool(options.learn or options.learn_epoch)
-    best_folder = run_learning(ctx, options, state) if learned else None
-    if options.test:
-        run_test(ctx, options, best_folder, learned)
-    if options.export:  # n2q.export: the best weights of a learning run not reloaded by -test
-        from n2q.export import export_from_run
+    with session(options):  # issue 14: one process, or one rank of torchrun / -multidev
+        for line in describe(options):
+            print(line)
+        check_export(options.export)
+        ctx, state = prepare(options, Path("."))
+        if options.find_lr:
+            run_find_lr(ctx, options)
+            return
+        learned = bool(options.learn or options.learn_epoch)
+        best_folder = run_learning(ctx, options, state) if learned else None
+        if options.test:
+            run_test(ctx, options, best_folder, learned)
+        if options.export and current_dist().is_main:  # n2q.export: the best weights of a
+            from n2q.export import export_from_run  # learning run not reloaded by -test
 
-        export_from_run(ctx, options.export, best_folder if not options.test else None)
-    print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
+            export_from_run(ctx, options.export, best_folder if not options.test else None)
+        print(f"Time elapsed: {time.perf_counter() - start:.1f} s")
 
 
 def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any] | None]:
@@ -133,7 +136,9 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
     from n2q.io.atomic import recover_interrupted
     from n2q.preflight import check_run
 
-    recover_interrupted(workdir)  # folders a killed run left mid-replacement (with a notice)
+    if current_dist().is_main:  # issue 14: rank 0 repairs, the others wait to read
+        recover_interrupted(workdir)  # folders a killed run left mid-replacement (notice)
+    barrier()
     print(f"Loading network configuration file {options.network}")
     cfg = load_network_file(options.network)
     state = read_saved_state(options.l) if options.l else None
@@ -144,9 +149,10 @@ def prepare(options: Options, workdir: Path) -> tuple[RunContext, dict[str, Any]
     load_initial_weights(ctx, options, state)
     check_test_index(ctx, options)
     check_run(ctx, options, seed_file=not from_file)  # before the first file is written
-    if not from_file:
-        (workdir / SEED_FILE).write_text(str(seed))
-    write_run_files(ctx)
+    if current_dist().is_main:  # issue 14: rank 0 writes
+        if not from_file:
+            (workdir / SEED_FILE).write_text(str(seed))
+        write_run_files(ctx)
     return ctx, state
 
 
@@ -192,6 +198,7 @@ def build_context(cfg: Config, options: Options, seed: int, workdir: Path) -> Ru
     print(f"Testing database size: {sizes.get('Test', 0)} images")
     print(net.summary())
     targets = make_targets(net, sp, workdir)
+    silence_reports(targets)  # issue 14: ranks > 0 write no target files
     for name in cfg.unused_sections():
         notice(f"unused section [{name}]")
     net.to(device=device, dtype=dtype)
@@ -231,6 +238,7 @@ def device_and_dtype(cfg: Config, options: Options) -> tuple[torch.device, torch
         device = resolve_device(options.dev, explicit)
     else:
         device = torch.device("cpu")
+    device = current_dist().device or device  # issue 14: this rank's device
     dtype = getattr(torch, settings.dtype)
     if dtype == torch.float16 and device.type == "cpu":
         raise cfg.globals.error("DefaultDataType", "Float16 learning needs a GPU (-dev 0); "
@@ -287,7 +295,7 @@ def run_learning(ctx: RunContext, options: Options, state: dict[str, Any] | None
     from n2q.train.solvers import make_optimizer
 
     require_learn(ctx, "-learn-epoch" if options.learn_epoch else "-learn")
-    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size)
+    optimizer = make_optimizer(ctx.net, ctx.sp.batch_size * current_dist().world)  # global
     plan = LearnPlan(epochs=options.learn_epoch, stimuli=options.learn,
                      log_epoch=options.log_epoch, log=options.log)
     learner = Learner(ctx, optimizer, plan)
@@ -297,9 +305,10 @@ def run_learning(ctx: RunContext, options: Options, state: dict[str, Any] | None
         learner.restore(state["progress"])
         restore_rng_states(state["rng"])
         print(f"Resuming after {learner.epoch} epoch(s), {learner.stimuli} stimuli")
-    else:
+    elif current_dist().is_main:
         save_weights(ctx.net, ctx.workdir / "weights_init")
         print("[LOG] Initial weights (weights_init/)")
+    reseed_rank(ctx.seed, learner.epoch)  # issue 14: ranks > 0 draw their own dropout masks
     best = learner.run()
     if best is not None and not best.is_dir():  # a state already past the request, moved here
         notice(f"nothing left to learn: testing the weights of the saved state {options.l}")
@@ -367,11 +376,12 @@ def fuse_for_test(ctx: RunContext) -> Any:
     fused, float_lines = fuse_sat(ctx.net)
     for line in float_lines:
         notice(line)
-    save_fused(fused, ctx.workdir / "weights_quantized")
-    print("    'weights_quantized' saved!")
-    graph = ctx.workdir / ctx.cfg.path.name
-    draw_graph(fused, graph)
-    print(f"[LOG] Network graph after fusion ({graph.name}.png)")
+    if current_dist().is_main:  # issue 14: rank 0 writes
+        save_fused(fused, ctx.workdir / "weights_quantized")
+        print("    'weights_quantized' saved!")
+        graph = ctx.workdir / ctx.cfg.path.name
+        draw_graph(fused, graph)
+        print(f"[LOG] Network graph after fusion ({graph.name}.png)")
     return fused.to(ctx.device)
 
 

@@ -252,3 +252,22 @@ def test_fuse_and_draw(data: Path) -> None:
     assert (data / "weights_quantized" / "conv1_weights.syntxt").is_file()
     files = net.draw_graph(data / "graph", model=fused)
     assert (data / "graph.dot").is_file() and files
+
+
+def test_export_onnx(data: Path) -> None:
+    import onnx
+
+    sp = provider()
+    n2q.seed(6)
+    net = small_net(sp)
+    model = onnx.load(str(net.export_onnx(data / "float", name="small")))
+    assert model.graph.node and not any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    for name in ("conv1", "fc1"):
+        n2q.set_quantizer(net[name], weight=n2q.QWeight("LSQ", range=255))
+    n2q.set_activation(net["bn1"], "Linear")
+    n2q.set_quantizer(net["bn1"], act=n2q.QAct("LSQ", range=255))
+    n2q.learn(net, stimuli=32, log=32)         # LSQ step sizes set by the first batches
+    path = net.export_onnx(data / "qdq", name="small")
+    assert path == data / "qdq" / "export_ONNX" / "small.onnx"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops

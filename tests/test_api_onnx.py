@@ -3,19 +3,16 @@ on the cells of such a network and changed between phases."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import resnet18v1, run_onnxruntime
 
 import n2q
 from n2q.quant import ACT_QUANTIZERS, WEIGHT_QUANTIZERS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import resnet18v1, run_onnxruntime  # noqa: E402
 
 WIDTHS = (8, 8, 16, 16)
 
@@ -61,23 +58,28 @@ def test_every_weight_method_on_cells_between_phases(zoo_file: Path, method: str
     net = n2q.Network.from_onnx(zoo_file, provider())
     for cell in net:
         if cell.type in ("Conv", "Fc"):
-            n2q.set_quantizer(cell, weight=n2q.QWeight(method, range=255))
-    first = net["resnetv15_conv0_fwd"]
+            n2q.set_quantizer(cell, weight=n2q.QWeight(method, range=15))
+    first, inner = net["resnetv15_conv0_fwd"], net["resnetv15_stage1_conv0_fwd"]
     assert type(first.weight_quantizer) is WEIGHT_QUANTIZERS[method]
-    for cell in net:
+    for cell in net:                     # phase 2: 2 bits, the first layer kept at 4
         if cell.type in ("Conv", "Fc"):
-            n2q.change_quantizer(cell, range=15)
-    n2q.change_quantizer(first, range=255)
-    assert net["resnetv15_stage1_conv0_fwd"].weight_quantizer.range == 15
-    assert first.weight_quantizer.range == 255
+            n2q.change_quantizer(cell, range=3)
+    n2q.change_quantizer(first, range=15)
+    assert inner.weight_quantizer.range == 3 and first.weight_quantizer.range == 15
+    ini = zoo_file.parent / f"edited_{method}.ini"
+    ini.write_text(net.to_ini())          # the changes as per-node sections, rebuilt alike
+    again = n2q.Network.from_ini(ini)
+    assert [(c.name, getattr(c.weight_quantizer, "range", None)) for c in again] == [
+        (c.name, getattr(c.weight_quantizer, "range", None)) for c in net]
     x = torch.rand(2, 3, 32, 32)
     net.train()
     loss = net.output(x).logsumexp(1).sum()
     loss.backward()
-    assert net["resnetv15_stage1_conv0_fwd"].weight.grad is not None
+    assert any(p.grad is not None for p in inner.parameters())
+    net.eval()
     with torch.no_grad():
-        levels = torch.unique(net["resnetv15_stage1_conv0_fwd"].quantized_weight())
-    assert len(levels) <= 16
+        on_grid(inner.weight_quantizer.integer_grid(inner.weight), inner.quantized_weight(), 4)
+        on_grid(first.weight_quantizer.integer_grid(first.weight), first.quantized_weight(), 16)
 
 
 @pytest.mark.parametrize("method", sorted(ACT_QUANTIZERS))
@@ -89,7 +91,19 @@ def test_every_act_method_replaces_the_relus(zoo_file: Path, method: str) -> Non
         n2q.set_activation(cell, "Linear")
         n2q.set_quantizer(cell, act=n2q.QAct(method, range=15))
     assert all(type(c.act_quantizer) is ACT_QUANTIZERS[method] for c in relus)
-    out = net.forward_all(torch.rand(2, 3, 32, 32))
+    net.eval()
+    with torch.no_grad():
+        out = net.forward_all(torch.rand(2, 3, 32, 32))
     for cell in relus:
-        values = torch.unique(out[cell.name])
-        assert len(values) <= 16 and values.min() >= 0       # 4-bit, unsigned
+        on_grid(cell.act_quantizer.integer_grid(), out[cell.name], 16)
+    with pytest.raises(n2q.UserError, match="activation of resnetv15_batchnorm0_fwd"):
+        net.to_ini()        # its INI form is the Relu node's section: refused, not wrong
+
+
+def on_grid(grid, values: torch.Tensor, levels: int) -> None:
+    """``values`` are integers of ``grid`` (n2q.quant.protocol) of at most ``levels``."""
+    assert grid is not None and grid.levels <= levels
+    q = grid.integers(values)
+    torch.testing.assert_close(grid.dequantize(q), values.double(), rtol=1e-5, atol=1e-6)
+    assert q.min() >= grid.qmin and q.max() <= grid.qmax
+    assert torch.all((q - grid.qmin) % grid.stride == 0)

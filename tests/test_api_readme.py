@@ -25,7 +25,7 @@ def test_the_section_covers_the_three_paths() -> None:
     code = "\n".join(python_blocks())
     assert len(python_blocks()) >= 3
     for needed in ("Network.from_ini", "n2q.Sequence", "quantize_model", "torchvision",
-                   "load_weights", "fuse", "ignore_missing"):
+                   "load_weights", "fuse", "ignore_missing", "export_onnx"):
         assert needed in code, needed
 
 
@@ -40,5 +40,6 @@ def test_readme_python_blocks_run_in_order(test_data: Path, tmp_path: Path) -> N
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "weights_quantized").is_dir()
+    assert (tmp_path / "export_ONNX" / "lenet_w4a4.onnx").is_file()
     assert (tmp_path / "hand_made_weights" / "conv1_weights.syntxt").is_file()
     assert "QuantizedConv2d" in done.stdout and "[conv1]" in done.stdout

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import make_tiny_imagenet, resnet18v1  # noqa: E402
+from helpers import make_tiny_imagenet, resnet18v1
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = (8, 8, 16, 16)

@@ -453,6 +453,20 @@ def test_branches_without_qact_into_a_sat_sum(tmp_path: Path, quantize_conv3: in
     assert stats["max_logit_diff"] <= 1e-4 * max(1.0, stats["logit_scale"])
 
 
+def run_against_float64(net, fused, x: torch.Tensor):
+    """(every cell's output of the float64 fake-quant network, every fused node's output,
+    both softmax logits [N, 5]) on stimuli x; the fused activations are checked in range."""
+    import copy
+
+    net64 = copy.deepcopy(net).double()
+    with torch.no_grad():
+        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
+        logits64 = net64(x.double())["softmax"].flatten(1)
+        logits = fused(x)["softmax"].flatten(1)
+    assert fused.check_integer_outputs(values) == []
+    return reference, values, logits64, logits
+
+
 MODES_INI = """
 [sp]
 SizeX=8
@@ -525,7 +539,6 @@ def test_weight_modes_and_ranges_fuse_exactly(
     """Every SAT weight mode and range (QWeight.Mode=Integer cells too): W' are integers
     within [-W_s, W_s], and the fused levels equal those of the float64 fake-quant network
     exactly, with a negative gamma on every other channel."""
-    import copy
 
     text = (
         MODES_INI.replace("{RANGE}", str(r_w)).replace("{MODE}", mode)
@@ -548,13 +561,7 @@ def test_weight_modes_and_ranges_fuse_exactly(
         # Asymmetric levels reach -r - 1 (W' = sg * W_s * w_q: +r + 1 on negative-gamma rows)
         assert int(weight.abs().max()) <= w_s + (mode == "Asymmetric"), node
         assert int(weight.abs().max()) >= w_s  # the extreme level is used
-    x = stimuli(64, 3)
-    net64 = copy.deepcopy(net).double()
-    with torch.no_grad():
-        reference, values = net64.forward_all(x.double()), fused.forward_all(x)
-        logits64 = net64(x.double())["softmax"].flatten(1)
-        logits = fused(x)["softmax"].flatten(1)
-    assert fused.check_integer_outputs(values) == []
+    reference, values, logits64, logits = run_against_float64(net, fused, stimuli(64, 3))
     levels = torch.round(reference["bn1"] * 15 / fused.domains["conv1"].alpha)
     assert torch.equal(values["conv1"].double(), levels)
     assert 0 < int(levels.count_nonzero()) < levels.numel() and int(levels.max()) == 15
@@ -582,3 +589,55 @@ def test_nothing_to_fuse_is_one_user_error(tmp_path: Path, change: str, key: str
     message = str(error.value)
     assert "nothing.ini" in message and "[conv1]" in message and key in message
     assert "nothing to fuse" in message and "\n" not in message
+
+
+def lsq_ini(variant: str, act: str) -> str:
+    """MODES_INI with LSQ quantizers (4-bit weights, bn1 4-bit of ``variant`` after ``act``)
+    and a padded 8-bit conv2 with its own 8-bit QAct between bn1 and fc."""
+    text = MODES_INI.replace("{RANGE}", "15").replace("QWeight=SAT", "QWeight=LSQ")
+    for line in ("QWeight.QuantMode={MODE}", "QWeight.ApplyScaling={SCALING}",
+                 "QWeight.ApplyScaling=1", "QWeight.Mode={QMODE}"):
+        text = text.replace(line + "\n", "")
+    bn1 = "ActivationFunction=Linear\nQAct=SAT\nQAct.Alpha=3.0\nQAct.Range=15"
+    assert bn1 in text
+    text = text.replace(bn1, f"ActivationFunction={act}\nQAct=LSQ\nQAct.Range=15\n"
+                        f"QAct.Variant={variant}")
+    conv2 = ("[conv2]\nInput=bn1\nType=Conv\nKernelDims=3 3\nPadding=1\nNbOutputs=4\n"
+             "ActivationFunction=Linear\nQWeight=LSQ\nQWeight.Range=255\nQAct=LSQ\n"
+             "QAct.Range=255\n\n[fc]\nInput=conv2\n")
+    return text.replace("[fc]\nInput=bn1\n", conv2)
+
+
+@pytest.mark.parametrize("variant, act, low", [
+    ("N2D2", "Linear", 0),          # unsigned levels [0, 15]: the clamp at 0 is the ReLU
+    ("NNI", "Linear", -8),          # NNI: signed [-8, 7], the padded conv2 reads negatives
+    ("NNI", "Rectifier", 0),        # a ReLU before a signed grid: levels from 0 up
+])
+def test_lsq_networks_fuse_exactly_through_their_grids(tmp_path: Path, variant: str, act: str,
+                                                        low: int) -> None:
+    """LSQ weights ([-8, 7] * s, 8-bit [-128, 127] * s) and activations fuse like SAT: the
+    fused levels equal the float64 fake-quant network's, W' are the LSQ integers."""
+
+    torch.manual_seed(3)
+    net = build(tmp_path, lsq_ini(variant, act), "lsq.ini")
+    train_briefly(net, steps=3)                 # sets the step sizes from the first batch
+    with torch.no_grad():
+        bn = net.cells["bn1"]
+        bn.weight.copy_(torch.tensor([1.5, -0.8, 2.0, -1.2, 0.7, -2.5]))
+        bn.bias.copy_(torch.tensor([0.5, 1.0, -0.2, -2.0, 1.2, 0.3]))
+    fused, lines = fuse_sat(net)                # N2D2's name fuses any grid: LSQ here
+    assert lines == []
+    assert [s.kind for s in fused.steps] == [StepKind.LINEAR] * 3 + [StepKind.FLOAT]
+    step = net.cells["conv1"].weight_quantizer.step_size
+    assert torch.equal(fused.cells["conv1"].weight.abs().double(),
+                       torch.round(net.cells["conv1"].weight_quantizer.fake_quantize(
+                           net.cells["conv1"].weight).double() / step.double()).abs())
+    domain = fused.domains["conv1"]
+    assert (domain.qmin, domain.qmax, domain.zero_point) == (low, 15 if variant == "N2D2" else 7, 0)
+    reference, values, logits64, logits = run_against_float64(net, fused, stimuli(64, 5))
+    for node, cell in (("conv1", "bn1"), ("conv2", "conv2")):
+        levels = torch.round(reference[cell] / fused.domains[node].scale)
+        assert torch.equal(values[node].double(), levels), node
+    # negative levels exactly where the grid has them and no ReLU cuts them
+    assert (int(values["conv1"].min()) < 0) == (low < 0) and int(values["conv1"].max()) > 0
+    torch.testing.assert_close(logits.double(), logits64, rtol=1e-5, atol=1e-5)

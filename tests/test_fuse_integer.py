@@ -441,3 +441,31 @@ def test_tf32_exactness_bound() -> None:
     wide = IntegerLinearLayer("Fc", torch.full((1, 4), 255, dtype=torch.int16), unit,
                               range_in=15 * 49 * 4, range_out=None)  # a 14x14 pool sum of R=15
     assert small._tf32_exact() and not wide._tf32_exact()
+
+
+def test_zero_points_in_and_out_by_hand() -> None:
+    """Input levels q with zero point 3 stand for (q - 3) * s; the layer subtracts it before
+    the conv (so its zero padding is the value 0, i.e. level 3 pads as 0 after subtraction),
+    and the output levels get their own zero point 2 added after rounding."""
+    # 1x1 input channel, 3x3 levels, zero point 3, scale 0.5 -> values (q - 3) / 2
+    q_in = torch.tensor([[[[3, 4, 5], [6, 3, 1], [0, 3, 7]]]], dtype=torch.uint8)
+    w_int = torch.ones(1, 1, 3, 3, dtype=torch.int8)
+    # float reference: a 3x3 all-ones conv (padding 1) on (q - 3) / 2, bias 0.25, output grid
+    # scale 0.5, zero point 2, levels [0, 9]: q_out = clamp(round(y / 0.5) + 2, 0, 9)
+    x = (q_in.double() - 3) / 2
+    y = F.conv2d(x, w_int.double(), torch.tensor([0.25], dtype=torch.float64), padding=1)
+    expected = torch.clamp(torch.round(y / 0.5) + 2, 0, 9)
+    # acc in input level units: y = acc * 0.5 + 0.25 -> levels (acc + 0.5) * 0.5 / 0.5
+    rescale = Rescale(bias=torch.tensor([0.5], dtype=torch.float64),
+                      clip=torch.tensor([7 / 1.0], dtype=torch.float64),
+                      scaling=torch.tensor([1.0], dtype=torch.float64))
+    layer = IntegerLinearLayer("Conv", w_int, rescale, range_in=4, range_out=7, low_out=-2,
+                               zero_point_out=2, zero_point_in=3, padding=(1, 1))
+    out = layer(q_in)
+    assert out.dtype == torch.uint8
+    assert torch.equal(out.double(), expected)
+    # requantize alone: levels below the zero point are kept when low < 0
+    acc = torch.tensor([[-3.4, -1.6, 0.4, 9.0]], dtype=torch.float64)[:, :, None, None]
+    one = torch.ones(4, dtype=torch.float64)
+    y = requantize(acc, Rescale(0 * one, 5 * one, one), 5, low=-2, zero_point=2)
+    assert y.flatten().tolist() == [0, 0, 2, 7]

@@ -47,6 +47,7 @@ def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     ("net_state_validation", False, ()),
     ("net_state", False, ()),
     ("weights_quantized", False, ("-test", "-qat-sat")),
+    ("export_ONNX", False, ("-export", "ONNX")),
 ], ids=lambda v: str(v))
 def test_output_paths_are_checked_before_anything_is_written(
         tiny: Path, capsys: pytest.CaptureFixture[str], path: str, make_dir: bool,
@@ -89,7 +90,8 @@ def test_qat_sat_without_sat_is_refused_before_learning(
         tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = write_net(tiny)
     before = listing(tiny)
-    assert "-qat-sat" in refused(capsys, ini, "-learn", "32", "-test", "-qat-sat", "-seed", "1")
+    line = refused(capsys, ini, "-learn", "32", "-test", "-qat-sat", "-seed", "1")
+    assert "nothing to fuse" in line and "tiny.ini:" in line, line
     assert listing(tiny) == before
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from n2q.errors import UserError
+from n2q.io import cell_formats
 from n2q.io import weights as weights_module
 from n2q.io.syntxt import safe_name
 from n2q.io.weights import CELL_FORMATS, load_weights, save_weights
@@ -406,6 +407,7 @@ def test_failed_save_leaves_old_folder_and_no_tmp(tmp_path: Path, monkeypatch, f
         real_write(path, text)
 
     monkeypatch.setattr(weights_module, "write_text", failing_write)
+    monkeypatch.setattr(cell_formats, "write_text", failing_write)
     with pytest.raises(type(failure)):
         save_weights(TinyNet(first, second), tmp_path / "w")
     assert {p.name: p.read_bytes() for p in (tmp_path / "w").iterdir()} == before

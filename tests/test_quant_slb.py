@@ -8,6 +8,7 @@ Expected values are worked out by hand from the spec's formulas, e.g. for R = 1,
 
 from __future__ import annotations
 
+import copy as copy_module
 import math
 from pathlib import Path
 
@@ -89,6 +90,32 @@ def test_gradient_matches_autograd_through_softmax():
     w = (torch.softmax(a * 1.7, dim=-1) * candidates(15)).sum(-1)
     (w * g).sum().backward()
     torch.testing.assert_close(q.logits.grad, a.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_memory_is_reused_only_once_released():
+    torch.manual_seed(2)
+    q = SLBWeight(SLBSettings(range=3), weight_shape=(70000,))   # two chunks of rows
+    g1, g2 = torch.randn(70000), torch.randn(70000)
+    a = q.logits.detach().clone().requires_grad_(True)
+    v = candidates(3)
+
+    def reference(g: torch.Tensor) -> torch.Tensor:
+        a.grad = None
+        ((torch.softmax(a, dim=-1) * v).sum(-1) * g).sum().backward()
+        return a.grad.clone()
+
+    (q.fake_quantize(torch.zeros(70000)) * g1).sum().backward()
+    first = q.logits.grad
+    (q.fake_quantize(torch.zeros(70000)) * g2).sum().backward()   # accumulates (IterationSize)
+    torch.testing.assert_close(q.logits.grad, reference(g1) + reference(g2), atol=1e-6,
+                               rtol=1e-5)
+    assert q.logits.grad is first
+    q.logits.grad = None                                          # the solver's update
+    (q.fake_quantize(torch.zeros(70000)) * g2).sum().backward()
+    torch.testing.assert_close(q.logits.grad, reference(g2), atol=1e-6, rtol=1e-5)
+    assert q.logits.grad.data_ptr() == first.data_ptr()           # the same memory again
+    copy = copy_module.deepcopy(q)
+    assert copy._grad_memory is None and torch.equal(copy.logits, q.logits)
 
 
 def test_gradients_reach_the_logits_before_t_end_and_not_after():
@@ -347,3 +374,43 @@ def test_weights_folder_round_trip_in_file_order(tmp_path, conv_keys, fc_keys):
     fresh.eval()
     x = torch.rand(3, 2, 6, 6)
     torch.testing.assert_close(fresh(x)["softmax"], net(x)["softmax"])
+
+
+# -- integer deployment through the protocol's fusion -------------------------------------------
+@pytest.mark.parametrize("range_,act", [(1, "SAT"), (3, "SAT"), (15, "LSQ")])
+def test_slb_lenet_bn_fuses_to_an_integer_network(tmp_path, range_, act):
+    """LeNet-BN (configs/LeNet_BN_SLB_W*.ini) with SAT/LSQ activations on its BatchNorms: the
+    one-hot SLB weights are an integer grid, so the fusion reading ``integer_grid()`` makes every
+    conv an integer node, which gives the fake-quant network's class on every stimulus (or an
+    exact tie of the integer logits). Random logits and BatchNorm statistics stand for learning
+    (the real-MNIST version is in test_quant_slb_train.py)."""
+    from n2q.quant.fusion import FusionCheck, fuse_network  # noqa: PLC0415
+
+    text = (Path(__file__).resolve().parents[1] / "configs" / "LeNet_BN_SLB_W4.ini").read_text()
+    bn = "[Bn_def]\nType=BatchNorm\nActivationFunction=Rectifier\n"
+    assert bn in text
+    text = text.replace(bn, f"[Bn_def]\nType=BatchNorm\nActivationFunction=Linear\nQAct={act}\n"
+                        "QAct.Range=15\n" + ("QAct.Alpha=4.0\n" if act == "SAT" else ""))
+    text = text.replace("QWeight.Range=15", f"QWeight.Range={range_}")
+    (tmp_path / "net.ini").write_text(text)
+    torch.manual_seed(range_)
+    net = build_network(load_config(tmp_path / "net.ini"), input_shape=(1, 32, 32))
+    x = torch.rand(64, 1, 32, 32)
+    net.train()
+    with torch.no_grad():
+        net(x)                              # LSQ step sizes from a first batch
+        for name in ("bn1", "bn2", "bn3"):  # statistics of a network that has seen data
+            bn_cell = net.cells[name]
+            bn_cell.running_var.uniform_(0.5, 2.0)
+            bn_cell.running_mean.uniform_(-0.5, 0.5)
+            bn_cell.weight.uniform_(0.5, 1.5)
+            bn_cell.bias.uniform_(0.0, 0.5)
+    net.eval()
+    fused, _ = fuse_network(net)
+    assert {"conv1", "conv2", "conv3"} <= set(fused.integer_nodes())
+    check = FusionCheck()
+    check.update(net, fused, x)
+    print(check.line())
+    assert check.total == 64 and not check.bad_nodes
+    assert check.same_class + check.ties == check.total
+    assert check.differing <= 1e-3 * check.levels     # float32 rounding ties only

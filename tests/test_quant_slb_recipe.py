@@ -17,7 +17,7 @@ from n2q.config import load_config
 from n2q.errors import UserError
 from n2q.train.reports import TargetReport
 from n2q.train.schedules import Schedule, schedule_problem
-from n2q.train.solvers import read_solver_spec
+from n2q.train.solver_keys import read_solver_spec
 from n2q.train.targets import TargetInfo
 
 

@@ -22,6 +22,7 @@ import torch
 
 from n2q.config import load_config
 from n2q.data import make_provider
+from n2q.io.weights import load_weights
 from n2q.net import build_network
 from n2q.quant.protocol import RunPlan, quantizers
 from n2q.quant.slb import candidates
@@ -93,6 +94,46 @@ def test_lenet_bn_slb_recipes_on_mnist(test_data: Path, tmp_path: Path,
         same, _ = _run(tmp_path / name / "as_float", _float(text), "-w", str(weights))
         assert same == score
     print("gaps to float (points):", {k: round(v, 2) for k, v in gaps.items()})
+
+
+# -- integer deployment ---------------------------------------------------------------------------
+def _sat_activations(text: str) -> str:
+    """The recipe with 4-bit SAT activation quantizers on the BatchNorms (linear activation:
+    the quantizer's clamp to [0, alpha] is the non-linearity, as in seed 004's LeNet)."""
+    bn = "[Bn_def]\nType=BatchNorm\nActivationFunction=Rectifier\n"
+    assert bn in text
+    return text.replace(bn, "[Bn_def]\nType=BatchNorm\nActivationFunction=Linear\nQAct=SAT\n"
+                        "QAct.Alpha=6.0\nQAct.Range=15\n")
+
+
+@pytest.mark.slow
+def test_trained_slb_lenet_with_sat_activations_fuses_to_the_same_class(
+        test_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLB W2 weights are the integer grid 2k - 3 (scale 1/3): the protocol's fusion turns the
+    trained network (BatchNorm + SAT activations) into an integer-only one that gives the
+    same class as the fake-quant network on every test digit (or an exact tie of the integer
+    logits at the top, which FusionCheck counts apart)."""
+    fusion = pytest.importorskip("n2q.quant.fusion")  # the grid-driven fusion (protocol)
+    if not (test_data / "mnist").is_dir():
+        pytest.skip(f"no mnist/ in {test_data}")
+    monkeypatch.setenv("N2Q_DATA", str(test_data))
+    text = _sat_activations((CONFIGS / "LeNet_BN_SLB_W2.ini").read_text())
+    workdir = tmp_path / "w2a4"
+    _run(workdir, text, "-learn-epoch", "2")
+    cfg = load_config(workdir / "net.ini")
+    sp = make_provider(cfg, seed=1)
+    net = build_network(cfg, sp.size)
+    load_weights(net, workdir / "weights_validation", ignore_missing=False)
+    net.eval()
+    fused, float_lines = fusion.fuse_network(net)
+    check = fusion.FusionCheck()
+    for x, _ in sp.loader("Test", shuffle=False):
+        check.update(net, fused, x)
+    print("\nSLB W2 + SAT A4 LeNet-BN:", check.line(), float_lines)
+    for conv in ("conv1", "conv2", "conv3"):
+        assert conv in fused.integer_nodes()
+    assert check.total == sp.partition_sizes()["Test"] and not check.bad_nodes
+    assert check.same_class + check.ties == check.total
 
 
 # -- ResNet-18 CIFAR-10 --------------------------------------------------------------------------

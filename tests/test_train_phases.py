@@ -37,12 +37,13 @@ def test_nan_loss_stops_with_the_step_and_the_last_good_folder(
     assert re.search(r"loss became (nan|inf) at learn batch \d+: .*in weights_init/", err)
 
 
-def test_export_is_refused_before_any_work(tiny: Path, capsys: pytest.CaptureFixture) -> None:
+def test_an_export_type_n2q_lacks_is_refused_before_any_work(
+        tiny: Path, capsys: pytest.CaptureFixture) -> None:
     ini = write_net(tiny)
-    assert n2q(ini, "-learn-epoch", 1, "-export", "CPP") == 2   # N2D2's types but ONNX
-    assert "-export CPP: not supported by n2q; the supported export type is ONNX" in \
-        capsys.readouterr().err
-    assert not (tiny / "weights_init").exists()
+    assert n2q(ini, "-learn-epoch", 1, "-export", "CPP") == 2
+    assert "-export CPP: not supported by n2q; the supported export type is ONNX" in (
+        capsys.readouterr().err)
+    assert sorted(p.name for p in tiny.iterdir()) == [ini]  # nothing learned, nothing written
 
 
 def test_bad_input_leaves_nothing_and_unused_sections_are_named(

@@ -12,13 +12,8 @@ from torch import nn
 from n2q.config import load_config
 from n2q.errors import UserError
 from n2q.train.schedules import Schedule
-from n2q.train.solvers import (
-    N2D2Optimizer,
-    SolverSpec,
-    cell_parameter_groups,
-    parse_clamping,
-    read_solver_spec,
-)
+from n2q.train.solver_keys import SolverSpec, parse_clamping, read_solver_spec
+from n2q.train.solvers import N2D2Optimizer, cell_parameter_groups
 
 
 def one_param_optimizer(value: float, spec: SolverSpec, batch: int = 1) -> tuple:

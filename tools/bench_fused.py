@@ -1,7 +1,11 @@
 """Test-pass speed of the fused integer network vs the fake-quant network, same data, one run.
 
     nice /work/venv/bin/python tools/bench_fused.py [--ini NET.ini [-w WEIGHTS]]
-        [--batches 20] [--batch-size 256] [--threads N] [--repeat 3]
+        [--batches 20] [--batch-size 256] [--threads N] [--repeat 3] [--simqat]
+
+--simqat: the SimQAT LeNet5 of seed 001 (configs/LeNet5_SimQAT.ini on [0, 1] inputs, MNIST
+from $N2Q_DATA, or --ini), fake quantization against the integer network with float64 and with
+fixed-point requantization (random weights, ranges tracked on a few batches, unless -w).
 
 Without --ini: the seed 004 LeNet (W4A4, conv1/fc2 8-bit weights, BatchNorm + SAT activations)
 with a residual block added, on random [0, 1] stimuli of its input shape. The BatchNorm
@@ -158,6 +162,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--simqat", action="store_true",
+                        help="SimQAT (seed 001): configs/LeNet5_SimQAT.ini on [0, 1] inputs, "
+                        "fake quantization vs the integer network with float64 and with "
+                        "fixed-point (M0, shift) requantization")
     return parser.parse_args()
 
 
@@ -176,10 +184,54 @@ def set_weights(net, weights: Path | None, batches: list[torch.Tensor]) -> None:
     net.eval()
 
 
+def simqat_ini() -> Path:
+    """configs/LeNet5_SimQAT.ini without its normalization (the fused network's input is the
+    provider's [0, 1] stimuli on the 1/255 grid)."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "configs" / "LeNet5_SimQAT.ini").read_text()
+    ini = Path(tempfile.mkdtemp()) / "LeNet5_SimQAT_01.ini"
+    ini.write_text(re.sub(r"\[sp\.Transformation-normalize\][^\[]*", "", text))
+    return ini
+
+
+def bench_simqat(args: argparse.Namespace) -> None:
+    """Seed 001: the SimQAT LeNet5 fake-quantized vs fused (float64 S' and fixed point)."""
+    from n2q.quant.fixedpoint import use_fixed_point
+    from n2q.quant.fusion import fuse_network
+    from n2q.quant.protocol import quantizers
+
+    torch.manual_seed(0)
+    ini = args.ini or simqat_ini()
+    net, batches, real = build(ini, args.batches, args.batch_size)
+    for _, q in quantizers(net):
+        q.after_step(10 ** 9)        # past the quant delay
+    set_weights(net, args.weights, batches)   # random weights: ranges tracked on a few batches
+    fused, _ = fuse_network(net)
+    fixed, _ = fuse_network(net)
+    use_fixed_point(fixed)
+    target = net.targets[0].cell
+    with torch.no_grad():
+        times, outs = timed([lambda x: net(x)[target], lambda x: fused(x)[target],
+                             lambda x: fixed(x)[target]], batches, args.repeat)
+    n = sum(len(x) for x in batches)
+    print(f"SimQAT LeNet5: {n} {'test' if real else 'random'} stimuli, "
+          f"{torch.get_num_threads()} threads")
+    for label, t, out in zip(("fake-quant network", "fused, float64 S'", "fused, fixed point"),
+                             times, outs, strict=True):
+        agree = sum(int((a.flatten(1).argmax(1) == b.flatten(1).argmax(1)).sum())
+                    for a, b in zip(outs[0], out, strict=True))
+        print(f"{label:<19}: {t * 1000:8.1f} ms ({n / t:9.0f} stimuli/s, "
+              f"{times[0] / t:.2f}x fake-quant); same class on {agree}/{n}")
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.simqat:
+        bench_simqat(args)
+        return
     from n2q.quant.fuse import fuse_sat
 
     torch.manual_seed(0)

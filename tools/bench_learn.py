@@ -4,6 +4,8 @@ tensors and batch size, measured alternately in ONE run (so machine load hits bo
     python tools/bench_learn.py --net lenet      # N2D2's LeNet.ini on MNIST ($N2Q_DATA)
     python tools/bench_learn.py --net resnet18   # models/ResNet-18.ini with a CIFAR-10 provider
     python tools/bench_learn.py --net all --epochs 3 --dev cuda --stimuli 4096
+    python tools/bench_learn.py --net resnet18-imagenet --device 0   # 3x224x224 (images/s)
+    python tools/bench_learn.py --net lenet --compile                 # n2q's -compile step
 
 n2q side: the provider's loader, the network built from the INI, n2q's solver (N2D2 SGD with
 momentum, decay and clamping), loss, statistics and progress: everything ``n2q NET.ini
@@ -11,7 +13,10 @@ momentum, decay and clamping), loss, statistics and progress: everything ``n2q N
 Plain side: the same topology written with torch.nn (torchvision's resnet18 for ResNet-18),
 torch.optim.SGD(momentum, weight_decay), cross-entropy, batches indexed out of the
 preprocessed Learn tensors. The ratio n2q / plain is the median epoch time of each (goal <= 1.15).
-ResNet-18 runs on random CIFAR-10-format data written to a temporary folder (timing only).
+ResNet-18 runs on random CIFAR-10-format data written to a temporary folder (timing only);
+``resnet18-imagenet`` rescales it to 224x224 (ImageNet-sized steps, 10 classes), to compare
+with N2D2's published A100 figure (ResNet-18 SAT on ImageNet: about 1 420 images/s).
+``--compile`` runs the n2q side with ``-compile`` (its first epoch, the warm-up, compiles).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from n2q.cli import parse_args  # noqa: E402
 from n2q.run import build_context, load_network_file, seed_everything  # noqa: E402
+from n2q.train import distributed  # noqa: E402
 from n2q.train.loop import Learner, LearnPlan  # noqa: E402
 from n2q.train.solvers import make_optimizer  # noqa: E402
 
@@ -70,11 +76,15 @@ def write_random_cifar(folder: Path, n_learn: int) -> None:
         (target / name).write_bytes(records.tobytes())
 
 
-def resnet_cifar_ini(folder: Path, batch_size: int) -> Path:
-    """models/ResNet-18.ini with its ImageNet data sections replaced by a 32x32 CIFAR-10 one."""
+def resnet_cifar_ini(folder: Path, batch_size: int, size: int = 32) -> Path:
+    """models/ResNet-18.ini with its ImageNet data sections replaced by a CIFAR-10 one
+    (``size`` > 32: the images rescaled to size x size)."""
     text = (ROOT / "models" / "ResNet-18.ini").read_text()
-    data = (f"[database]\nType=CIFAR10_Database\n\n[sp]\nSizeX=32\nSizeY=32\nNbChannels=3\n"
-            f"BatchSize={batch_size}\n")
+    data = (f"[database]\nType=CIFAR10_Database\n\n[sp]\nSizeX={size}\nSizeY={size}\n"
+            f"NbChannels=3\nBatchSize={batch_size}\n")
+    if size != 32:
+        data += (f"\n[sp.Transformation-1]\nType=RescaleTransformation\nWidth={size}\n"
+                 f"Height={size}\n")
     kept, skip = [], False
     for line in text.splitlines():
         header = re.match(r"\s*\[([^\]]+)\]", line)
@@ -89,7 +99,7 @@ def resnet_cifar_ini(folder: Path, batch_size: int) -> Path:
     body = re.sub(r"^\$NB_CLASSES=.*$", "$NB_CLASSES=10", body, flags=re.M)
     for src in (ROOT / "models").glob("ResNet-*.tpl"):
         (folder / src.name).write_text(src.read_text())
-    path = folder / "ResNet-18-cifar.ini"
+    path = folder / f"ResNet-18-cifar-{size}.ini"
     path.write_text(body)
     return path
 
@@ -103,9 +113,10 @@ def synchronize(device: torch.device) -> None:
 
 
 class N2qSide:
-    def __init__(self, ini: Path, dev: str, stimuli: int | None):
+    def __init__(self, ini: Path, dev: str, stimuli: int | None, compiled: bool = False):
         options = parse_args([str(ini), "-learn-epoch", "1", "-dev", dev, "-seed", "1",
-                              "-report", "1000000"])
+                              "-report", "1000000"] + (["-compile"] if compiled else []))
+        distributed.setup(options)  # one process: records -compile for the Learner
         seed_everything(1)
         with contextlib.redirect_stdout(open(os.devnull, "w")):  # summary, graph notices
             self.ctx = build_context(load_network_file(str(ini)), options, 1, Path("."))
@@ -165,7 +176,7 @@ class PlainSide:
 
 
 def compare(name: str, ini: Path, plain: nn.Module, args: argparse.Namespace) -> float:
-    ours = N2qSide(ini, args.dev, args.stimuli)
+    ours = N2qSide(ini, args.dev, args.stimuli, args.compile)
     x, y = ours.learn_tensors()
     spec = ours.opt.specs[0]
     theirs = PlainSide(plain, x, y, ours.ctx.sp.batch_size, ours.ctx.device,
@@ -178,7 +189,7 @@ def compare(name: str, ini: Path, plain: nn.Module, args: argparse.Namespace) ->
         plain_times.append(theirs.epoch_time())
     print(f"{name}: {len(x)} stimuli per epoch, batch {ours.ctx.sp.batch_size}, "
           f"device {ours.ctx.device}, {torch.get_num_threads()} thread(s), {args.epochs} timed "
-          "epochs each")
+          f"epochs each{', n2q compiled (-compile)' if args.compile else ''}")
     for side, times in (("n2q  ", n2q_times), ("plain", plain_times)):
         walls = [w for w, _ in times]
         print(f"  {side}: wall {statistics.median(walls):.3f} s/epoch "
@@ -196,9 +207,13 @@ def compare(name: str, ini: Path, plain: nn.Module, args: argparse.Namespace) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--net", choices=("lenet", "resnet18", "all"), default="all")
+    parser.add_argument("--net", choices=("lenet", "resnet18", "resnet18-imagenet", "all"),
+                        default="all")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per side [3]")
-    parser.add_argument("--dev", default="cpu", help="cpu, 0, cuda:N [cpu]")
+    parser.add_argument("--dev", "--device", dest="dev", default="cpu",
+                        help="cpu, 0, cuda:N [cpu]")
+    parser.add_argument("--compile", action="store_true",
+                        help="the n2q side learns with -compile (torch.compile'd step)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0: torch's default); 1 makes CPU timings "
                              "robust on a shared machine")
@@ -230,6 +245,13 @@ def main() -> int:
             resnet_args = argparse.Namespace(**{**vars(args), "stimuli": stimuli})
             compare("ResNet-18 (models/ResNet-18.ini, CIFAR-10 32x32)", ini, plain_resnet18(),
                     resnet_args)
+        if args.net == "resnet18-imagenet":
+            stimuli = args.stimuli or 256
+            write_random_cifar(work / "data", stimuli)
+            os.environ["N2Q_DATA"] = str(work / "data")
+            ini = resnet_cifar_ini(work, 64 if args.dev != "cpu" else 16, size=224)
+            compare("ResNet-18 (models/ResNet-18.ini, 3x224x224)", ini, plain_resnet18(),
+                    argparse.Namespace(**{**vars(args), "stimuli": stimuli}))
     return 0
 
 

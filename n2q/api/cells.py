@@ -76,9 +76,16 @@ def set_quantizer(cell: Any, *, weight: QWeight | bool | None = None,
             quantizer.to(device=where[0], dtype=where[1])
         set_entries(sec, spec.keys(), drop if spec.solver is not None else (prefix + ".",))
         setattr(cell, attr, quantizer)
-        network = cell.__dict__.get("_n2q_network")
-        if network is not None and network() is not None:
-            quantizer.bind(cell, network())   # the protocol's first call, as at build time
+        _bind(cell, quantizer)
+
+
+def _bind(cell: Any, quantizer: Any) -> None:
+    """The protocol's first call, as at build time, with the network the cell belongs to."""
+    from n2q.api.network import NETWORK_OF
+
+    network = NETWORK_OF.get(cell)
+    if network is not None and network() is not None:
+        quantizer.bind(cell, network())
 
 
 def change_quantizer(cell: Any, kind: str = "weight", **changes: Any) -> None:
@@ -116,7 +123,7 @@ def set_solver_parameter(cell: Any, name: str, value: Any) -> None:
     """The seed's ``cell.set_solver_parameter("learning_rate", 0.05)`` (``Solvers.*``). The
     key name is checked now; the cell's solver keys together (a CosineDecay policy needs
     MaxIterations...) when the next :func:`n2q.learn` reads them."""
-    from n2q.train.solvers import check_solver_keys
+    from n2q.train.solver_keys import check_solver_keys
 
     keys = {f"Solvers.{k}": v for k, v in camel_keys({name: value}).items()}
     check_solver_keys(scratch_section(getattr(cell, "name", "cell"), keys))

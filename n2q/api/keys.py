@@ -111,19 +111,40 @@ def set_entries(sec: Any, keys: Mapping[str, str], drop_prefixes: Iterable[str] 
     from n2q.config import Entry
 
     drop = tuple(drop_prefixes)
+    edits = sec.__dict__.setdefault("api_edits", {})   # what Python changed, for to_ini()
     if drop:
         for key in [k for k in sec.entries if k.startswith(drop)]:
             del sec.entries[key]
+            edits[key] = None
     for key, text in keys.items():
         sec.entries[key] = Entry(text, API_FILE, 0)
+        edits[key] = text
 
 
-def render_ini(cfg: Any) -> str:
-    """The INI text of a Config the API built (``Network.to_ini()``): what to write in a file
-    to get the same network from the command line."""
+def render_ini(cfg: Any, cells: Iterable[Any] = ()) -> str:
+    """The INI text of a Config (``Network.to_ini()``): what to write in a file to get the
+    same network from the command line. ``cells``: the built cells; those whose section is
+    not in the Config (imported from ONNX) and that were changed in Python get a per-node
+    section ``[<node output>]`` with those changes, which the ONNX importer applies."""
     lines = []
     for sec in cfg.sections:
         lines.append(f"[{sec.name}]")
         lines.extend(f"{k}={e.value}" for k, e in sec.entries.items())
+        lines.append("")
+    for cell in cells:
+        sec = getattr(cell, "section", None)
+        edits = getattr(sec, "api_edits", None)
+        if not edits or cfg.get(sec.name) is sec:
+            continue
+        if any(k.startswith("ActivationFunction") for k in edits):
+            raise UserError(f"to_ini(): the activation of {cell.name}, imported from ONNX, was "
+                            "changed in Python; in an INI file that change belongs to the "
+                            "section of the graph's activation node, which n2q does not "
+                            "write: keep the Python script (or save_weights)")
+        if any(v is None for v in edits.values()):
+            raise UserError(f"to_ini(): a quantizer of {cell.name}, imported from ONNX, was "
+                            "removed in Python, which a per-node section cannot express")
+        lines.append(f"[{sec.name}]")
+        lines.extend(f"{k}={v}" for k, v in edits.items())
         lines.append("")
     return "\n".join(lines)

@@ -76,7 +76,7 @@ class Layer(KeySet):
         from n2q.net import CELL_TYPES
         from n2q.net.activations import make_activation
         from n2q.net.fillers import make_filler
-        from n2q.train.solvers import check_solver_keys
+        from n2q.train.solver_keys import check_solver_keys
 
         cls = CELL_TYPES[self.type]
         sec = scratch_section(self.name or self.type, self.keys())

@@ -22,6 +22,9 @@ from n2q.api.layers import Layer, layer_keys
 from n2q.errors import UserError, did_you_mean
 from n2q.net.graph import Network as _Network
 
+# cell -> its network (weak both ways: nothing kept alive, nothing added to what pickles)
+NETWORK_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 class Network(_Network):
     """A built n2q network; construct it with :meth:`from_ini`, :meth:`from_onnx` or
@@ -41,7 +44,7 @@ class Network(_Network):
         net.__class__ = cls
         net.provider = provider
         for cell in net.cells.values():   # set_quantizer binds a new quantizer to its net
-            cell.__dict__["_n2q_network"] = weakref.ref(net)
+            NETWORK_OF[cell] = weakref.ref(net)
         return net
 
     @classmethod
@@ -141,7 +144,7 @@ class Network(_Network):
         same network."""
         if self.config is None:
             raise UserError("this network has no INI description")
-        return render_ini(self.config)
+        return render_ini(self.config, self.cells.values())
 
     # -- weights folders, fusion, drawing, export -------------------------------------------
     def save_weights(self, folder: str | Path, *, plots: bool = True) -> Path:

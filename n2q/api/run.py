@@ -64,12 +64,27 @@ def context(net: Any, *, workdir: str | Path = ".", device: str | Any = None,
                         f"{', '.join(METRICS)}")
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
+    import torch
+
     sp = net.provider.stimuli
-    dev = _device(device)
-    net.to(dev)
+    dev, dtype = _device(device), _dtype(net)
+    if dtype == torch.float16 and dev.type == "cpu":
+        raise UserError("DefaultDataType=Float16 learning needs a GPU (device=0); use Float32 "
+                        "on the CPU")
+    net.to(device=dev, dtype=dtype)
     return RunContext(cfg=net.config, sp=sp, net=net, device=dev, seed=sp.seed,
                       targets=make_targets(net, sp, folder), metric=metric,
-                      report_every=report_every, workdir=folder)
+                      report_every=report_every, workdir=folder, dtype=dtype)
+
+
+def _dtype(net: Any) -> Any:
+    """The INI's DefaultDataType (float32 for networks built in Python)."""
+    import torch
+
+    from n2q.config import read_globals
+
+    return getattr(torch, read_globals(net.config).dtype) if net.config is not None \
+        else torch.float32
 
 
 def learn(net: Any, *, epochs: int = 0, stimuli: int = 0, log_epoch: int = 1,

@@ -39,7 +39,7 @@ class Solver(KeySet):
 
 def check_solver(keys: Mapping[str, str], kind: str) -> None:
     """Read ``keys`` as n2q's solver reader does (names, types, schedule consistency)."""
-    from n2q.train.solvers import check_solver_keys, read_solver_spec
+    from n2q.train.solver_keys import check_solver_keys, read_solver_spec
 
     sec = scratch_section("solver", keys)
     check_solver_keys(sec)

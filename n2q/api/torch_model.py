@@ -23,6 +23,9 @@ from torch.nn import functional as F
 from n2q.api.settings import QAct, QWeight
 from n2q.errors import UserError
 from n2q.quant import apply_weight_op
+from n2q.quant.protocol import RunPlan
+
+__all__ = ["RunPlan", "lifecycle", "quantize_model", "quantized_layers"]
 
 
 class _QuantizedLayer:
@@ -94,12 +97,16 @@ def _check(value: Any, cls: type, what: str) -> None:
                         f"got {type(value).__name__}")
 
 
-def _relu_calls(module: nn.Module, relus: list[tuple[str, nn.Module]],
-                example_input: Any) -> dict[str, int]:
-    """How many times each ReLU module runs in one forward of ``example_input``."""
-    counts = {name: 0 for name, _ in relus}
-    hooks = [m.register_forward_hook(lambda *_, n=name: counts.__setitem__(n, counts[n] + 1))
-             for name, m in relus]
+def _trace(module: nn.Module, watched: list[tuple[str, nn.Module]],
+           example_input: Any) -> dict[str, list[tuple[int, ...]]]:
+    """The output shape (C, H, W...) of each call of each watched module in one forward of
+    ``example_input`` (a ReLU module used in two places runs twice)."""
+    shapes: dict[str, list[tuple[int, ...]]] = {name: [] for name, _ in watched}
+
+    def hook(name: str) -> Any:
+        return lambda _m, _i, out: shapes[name].append(tuple(out.shape[1:]))
+
+    hooks = [m.register_forward_hook(hook(name)) for name, m in watched]
     was_training = module.training
     try:
         module.eval()
@@ -109,7 +116,44 @@ def _relu_calls(module: nn.Module, relus: list[tuple[str, nn.Module]],
         for h in hooks:
             h.remove()
         module.train(was_training)
-    return counts
+    return shapes
+
+
+class _CellView:
+    """What a quantizer's ``bind(cell, net)`` reads of an n2q cell, for a torch layer: name,
+    type (Conv, Fc, Activation), out_shape (from ``example_input``; else the output channels
+    of a weight layer and 0 for a ReLU), its quantizers, no INI section."""
+
+    def __init__(self, name: str, kind: str, out_shape: tuple[int, ...],
+                 weight_quantizer: nn.Module | None = None,
+                 act_quantizer: nn.Module | None = None) -> None:
+        self.name, self.type, self.out_shape = name, kind, out_shape
+        self.weight_quantizer, self.act_quantizer = weight_quantizer, act_quantizer
+        self.section, self.activation, self.inputs = None, nn.Identity(), []
+
+
+class _NetView:
+    """The network a quantizer is bound to: the quantized places of the torch model, in
+    order. Their connections are not known (``consumers`` is empty): methods that need the
+    graph (a BatchNorm to fold) say so when bound."""
+
+    def __init__(self, cells: list[_CellView]) -> None:
+        self.cells = {c.name: c for c in cells}
+        self.inputs: dict[str, list[str]] = {c.name: [] for c in cells}
+
+    def consumers(self, name: str) -> list[str]:
+        return []
+
+
+def _bind_all(module: nn.Module, views: list[_CellView]) -> None:
+    """The protocol's first call, once every quantizer is in place (a method may count the
+    cells that share its settings)."""
+    net = _NetView(views)
+    module.__dict__["_n2q_view"] = net
+    for view in views:
+        for q in (view.weight_quantizer, view.act_quantizer):
+            if q is not None:
+                q.bind(view, net)
 
 
 def _reset_calls(module: nn.Module, _args: Any) -> None:
@@ -128,7 +172,9 @@ def quantize_model(module: nn.Module, weight: QWeight | None = None, act: QAct |
     False: float; the seeds keep them at 8 bits: ``first=QWeight("SAT", range=255)``);
     ``act``: the quantizer after every ``nn.ReLU``; ``skip``: module names to leave alone;
     ``example_input``: one input (or a tuple of inputs) of ``module``, run once to count the
-    places where each ReLU module is used (needed when one is used twice).
+    places where each ReLU module is used (needed when one is used twice) and to give the
+    quantizers the shapes they are bound to (per-channel methods). Methods with a schedule
+    (SLB) need their lifecycle calls in a hand-written loop: see :func:`lifecycle`.
     """
     if not isinstance(module, nn.Module):
         raise UserError(f"quantize_model: expected a torch.nn.Module, got {type(module).__name__}")
@@ -143,24 +189,45 @@ def quantize_model(module: nn.Module, weight: QWeight | None = None, act: QAct |
     names = set(skip)
     layers = _weight_layers(module, names)
     relus = _relus(module, names) if act is not None else []
-    calls = _relu_calls(module, relus, example_input) if example_input is not None else {}
-    for i, (_, layer) in enumerate(layers):
+    shapes = _trace(module, layers + relus, example_input) if example_input is not None else {}
+    views = []
+    for i, (name, layer) in enumerate(layers):
         spec = first if i == 0 and first is not None else (
             last if i == len(layers) - 1 and last is not None else weight)
         if spec is None or spec is False:
             continue
-        _put_weight_quantizer(layer, spec, module)
+        _put_weight_quantizer(layer, spec)
+        out = (shapes.get(name) or [(int(layer.weight.shape[0]),)])[0]
+        views.append(_CellView(name, "Fc" if isinstance(layer, nn.Linear) else "Conv", out,
+                               weight_quantizer=layer.weight_quantizer))
     for name, relu in relus:
-        quantizers = [act.build() for _ in range(max(1, calls.get(name, 1)))]  # type: ignore[union-attr]
+        places = shapes.get(name) or [(0,)]
+        quantizers = [act.build() for _ in places]  # type: ignore[union-attr]
         relu.__class__ = _quantized_class(type(relu), _QuantizedReLU)
         relu.act_quantizers = nn.ModuleList(quantizers).to(_device(module))
         relu.calls = 0
-        for q in quantizers:
-            q.bind(relu, module)        # the protocol's first call
+        views += [_CellView(f"{name}[{k}]", "Activation", out, act_quantizer=q)
+                  for k, (out, q) in enumerate(zip(places, quantizers, strict=True))]
+    _bind_all(module, views)
     if relus and not getattr(module, "_n2q_reset_hook", False):
         module.register_forward_pre_hook(_reset_calls)
         module._n2q_reset_hook = True
     return module
+
+
+def lifecycle(model: nn.Module) -> Any:
+    """The quantizer lifecycle of a model quantized by :func:`quantize_model` (or of an
+    :class:`n2q.Network`), for methods with a schedule (SLB's temperature) learned in a
+    hand-written loop, as Golden Stick's callbacks: ``life.plan(RunPlan(total_epochs=E), 0)``
+    before learning, ``life.start_epoch(e)`` before each epoch (1-based),
+    ``life.after_optimizer(step)`` after each ``optimizer.step()`` (steps done so far)."""
+    from n2q.train.lifecycle import Lifecycle
+
+    net = model.__dict__.get("_n2q_view") if not hasattr(model, "cells") else model
+    if net is None:
+        raise UserError("lifecycle(model): the model has no n2q quantizer (use "
+                        "n2q.quantize_model first)")
+    return Lifecycle(net)
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -168,14 +235,16 @@ def _device(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _put_weight_quantizer(layer: nn.Module, spec: QWeight, model: nn.Module) -> None:
+def _put_weight_quantizer(layer: nn.Module, spec: QWeight) -> None:
     if getattr(layer, "transposed", False):
         raise UserError(f"quantize_model: transposed convolutions are not supported "
                         f"({type(layer).__name__}): add its name to skip=")
     quantizer = spec.build().to(layer.weight.device)
     layer.__class__ = _quantized_class(type(layer), _QuantizedLayer)
     layer.weight_quantizer = quantizer
-    quantizer.bind(layer, model)        # the protocol's first call
+    if getattr(quantizer, "replaces_weight", False):
+        # protocol: the quantizer learns its own parameters instead of the float weight
+        layer.weight.requires_grad_(False)
 
 
 def quantized_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:

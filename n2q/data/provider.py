@@ -167,19 +167,23 @@ class StimuliProvider:
     def loader(self, partition: str, *, shuffle: bool, epoch: int = 0,
                num_workers: int | None = None, drop_last: bool = False,
                limit: int | None = None, with_ids: bool = False,
-               indices: Sequence[int] | None = None) -> Batches:
+               indices: Sequence[int] | None = None,
+               shard: Callable[[np.ndarray, int], list[np.ndarray]] | None = None) -> Batches:
         """Batches of one partition: ``(x, label)`` or ``(x, label, ids)`` with ``with_ids``.
 
         ``shuffle`` draws the order from (seed, epoch, partition); ``limit`` keeps the first
         stimuli of that order; ``indices`` (positions in the partition, repeats allowed: e.g.
         a draw with replacement for ``-learn N``) replaces the order.
-        ``ids`` are data base stimulus ids, for ``stimulus_name``."""
+        ``ids`` are data base stimulus ids, for ``stimulus_name``.
+        ``shard`` (data-parallel learning, n2q.train.distributed): (order, batch size) -> this
+        process's batches of positions, instead of the whole order cut in batches."""
         order = self._order(partition, shuffle, epoch, indices)
         if limit is not None:
             order = order[:max(0, int(limit))]
         bs = self.batch_size
         n_batches = len(order) // bs if drop_last else -(-len(order) // bs)
-        batches = [order[i * bs:(i + 1) * bs] for i in range(n_batches)]
+        batches = ([order[i * bs:(i + 1) * bs] for i in range(n_batches)] if shard is None
+                   else shard(order, bs))  # n2q.train.distributed: this rank's share
         pipe = self.pipeline(partition)
         pin = torch.cuda.is_available()
         pre = self._precompute(partition) if self.database.batch() is not None else None

@@ -33,17 +33,17 @@ class RunOutputs:
     target_folders: tuple[str, ...]
 
 
-def run_outputs(ini_name: str, target_sections: list[str], *, seed_file: bool, learn: bool,
-                resume: bool, test: bool, qat_sat: bool, bench: bool, find_lr: bool
-                ) -> RunOutputs:
+def run_outputs(ini_name: str, target_sections: list[str], target_cells: list[str], *,
+                seed_file: bool, learn: bool, resume: bool, test: bool, qat_sat: bool,
+                bench: bool, find_lr: bool, export: str | None = None) -> RunOutputs:
     """The files and folders of a run (``ini_name``: the network file's name; the graph is
-    ``<ini_name>.dot/.png/.svg``)."""
+    ``<ini_name>.dot/.png/.svg``; find-lr writes ``find_lr_<target cell>.dat/.png``)."""
     files = [f"{ini_name}.{ext}" for ext in ("dot", "png", "svg")]
-    folders: list[str] = []
+    folders: list[str] = [f"export_{export}"] if export else []
     if seed_file:
         files.append("seed.dat")
     if find_lr:
-        files += [f"find_lr_{t}.{ext}" for t in target_sections for ext in ("dat", "png")]
+        files += [f"find_lr_{cell}.{ext}" for cell in target_cells for ext in ("dat", "png")]
     if learn:
         folders += ["weights", "net_state", "weights_validation", "net_state_validation"]
         folders += [] if resume else ["weights_init"]

@@ -82,7 +82,7 @@ def node_label(node: onnx.NodeProto, opset: str = "") -> str:
 
 def read_model(path: Path) -> onnx.ModelProto:
     """The ModelProto of ``path`` (GraphError when missing or not ONNX)."""
-    not_onnx = (f"{path} is not an ONNX model: give a .onnx file exported by a framework "
+    not_onnx = ("this file is not an ONNX model: give a .onnx file exported by a framework "
                 "(torch.onnx.export...), or an INI file")
     try:
         model = onnx.load(str(path))

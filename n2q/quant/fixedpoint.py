@@ -70,3 +70,48 @@ def requantize(acc: Tensor, m0: Tensor, n: Tensor, zero_point: Tensor | int,
 
     p = acc.to(torch.int64) * along(m0)
     return (rounding_shift(p, along(n)) + along(zero_point)).clamp_(qmin, qmax)
+
+
+class FixedPointRequantizer(torch.nn.Module):
+    """The integer-only rescale of a fused layer (Jacob et al.): int32 bias B = round(B'),
+    multiplier S' as (M0, n) per output channel, output zero point; replaces the float64
+    y = round(clamp(acc + B', 0, C') * S') of n2q.quant.integer.requantize (the clip C' is
+    the top level R over S', so the final clamp does its work)."""
+
+    def __init__(self, bias: Tensor, scaling: Tensor, low: int, high: int,
+                 zero_point: int) -> None:
+        super().__init__()
+        # a bias beyond int32 (a channel whose input range is ~0) only saturates the output:
+        # clamped, |acc + B| < 2^32 keeps (acc + B) * M0 within int64
+        b = torch.round(bias.double()).clamp(-(2 ** 31 - 1), 2 ** 31 - 1)
+        m0, n = quantize_multipliers(scaling.double())
+        self.register_buffer("bias", b.to(torch.int64))
+        self.register_buffer("m0", m0)
+        self.register_buffer("shift", n)
+        self.low, self.high, self.zero_point = low, high, zero_point
+
+    def files(self, stem: str) -> dict[str, Tensor]:
+        """Weights-folder files: the int32 bias, M0 and the right shift n per channel."""
+        # float64: written with 17 digits, every int32 / shift exactly
+        return {f"{stem}_biases_int32.syntxt": self.bias.double(),
+                f"{stem}_M0.syntxt": self.m0.double(), f"{stem}_shift.syntxt": self.shift.double()}
+
+    def forward(self, acc: Tensor) -> Tensor:
+        """acc [N, O, ...] exact integers (any dtype) -> int64 levels in [low, high] + zp."""
+        shape = (1, -1) + (1,) * (acc.dim() - 2)
+        total = torch.round(acc).to(torch.int64) + self.bias.view(shape)
+        return requantize(total, self.m0, self.shift, self.zero_point,
+                          self.low + self.zero_point, self.high + self.zero_point)
+
+
+def use_fixed_point(fused: torch.nn.Module) -> list[str]:
+    """Switch every fused layer with an integer output to :class:`FixedPointRequantizer`;
+    returns the names of the nodes switched."""
+    switched = []
+    for name, layer in fused.cells.items():
+        if getattr(layer, "range_out", None) is None or not hasattr(layer, "fixed"):
+            continue
+        layer.fixed = FixedPointRequantizer(layer.bias, layer.scaling, layer.low_out,
+                                            layer.range_out, layer.zero_point_out)
+        switched.append(name)
+    return switched

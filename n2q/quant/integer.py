@@ -70,7 +70,8 @@ def integer_weights(w_q: Tensor, w_s: int, sign: Tensor | None = None) -> Tensor
             f"weights are not on the {w_s}-step integer grid (off by up to {deviation:.3g}): "
             "are they quantized (ApplyQuantization=1)?"
         )
-    dtype = torch.int8 if rounded.abs().max().item() <= 127 else torch.int16
+    fits = rounded.numel() == 0 or (rounded.min() >= -128 and rounded.max() <= 127)
+    dtype = torch.int8 if fits else torch.int16     # int8 holds [-128, 127] (SimQAT's grid)
     return rounded.to(dtype)
 
 
@@ -173,10 +174,11 @@ def fc_rescale(
     acc_units = in_units * w_s * weight_scaling  # accumulator steps per float unit
     b = bias.detach().double() * acc_units
     if alpha_out is None:
-        return Rescale(bias=b, clip=None, scaling=torch.full_like(b, 1.0 / acc_units))
+        # acc_units: a float, or [O] for per-channel weight grids (SimQAT)
+        return Rescale(bias=b, clip=None, scaling=torch.ones_like(b) / acc_units)
     assert range_out is not None
-    clip = torch.full_like(b, alpha_out * acc_units)
-    scaling = torch.full_like(b, (range_out / alpha_out) / acc_units)
+    clip = torch.ones_like(b) * (alpha_out * acc_units)
+    scaling = torch.ones_like(b) * ((range_out / alpha_out) / acc_units)
     return Rescale(bias=b, clip=clip, scaling=scaling)
 
 

@@ -1,14 +1,9 @@
 """SimQAT: simulated fake quantization (Jacob et al. 2018) as MindSpore Golden Stick runs it
-(spec/quant.md "SimQAT", seed 001).
-
-Weights (``QWeight=SimQAT``, symmetric per output channel by default) and activations
-(``QAct=SimQAT``, asymmetric per layer) share one fake quantizer on the unsigned grid
-[qmin, qmax] = [0 or 1 if narrow, R] with zero-point nudging; the ranges are tracked
-(min/max of the latest training batch, or their EMA) in buffers, quantization starts after
-``QuantDelay`` optimizer steps (counted by ``after_step``), and the gradient passes straight
-through inside the nudged bounds. ``QWeight.FoldBN=OneConv|TwoConv`` folds the BatchNorm that
-follows a Conv into its quantized weights during training (``run_op``).
-"""
+(spec/quant.md "SimQAT", seed 001). Weights (symmetric per output channel by default) and
+activations (asymmetric per layer) share one fake quantizer on the unsigned grid [qmin, R]
+with zero-point nudging; ranges tracked in buffers (latest batch or EMA), quantization after
+``QuantDelay`` optimizer steps (``after_step``), straight-through gradient inside the nudged
+bounds. ``QWeight.FoldBN=OneConv|TwoConv`` folds the following BatchNorm (``run_op``)."""
 
 from __future__ import annotations
 
@@ -17,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,6 +31,7 @@ from n2q.quant.registry import (
 
 FOLD_CHOICES = ("0", "OneConv", "TwoConv")
 INITIAL_ACT_RANGE = 6.0           # spec: [-6, 6] before the first activation batch
+Bound = Tensor | float              # per channel: tensors broadcasting on x; per layer: floats
 _TINY_SCALE = 1e-12               # a [0, 0] range: every value quantizes to 0
 
 
@@ -50,8 +47,8 @@ class SimQATSettings(QuantizerSettings):
     symmetric: bool = False
     narrow_range: bool = False
     ema: bool = False
-    ema_decay: float = 0.999
-    quant_delay: int = 0
+    ema_decay: float = 0.999            # EMA: new = decay*batch + (1 - decay)*old
+    quant_delay: int = 0                # optimizer steps of float forward (ranges tracked)
 
     def validate(self) -> None:
         super().validate()
@@ -62,13 +59,8 @@ class SimQATSettings(QuantizerSettings):
                    f"{self.ema_decay}")
         self.check(self.quant_delay >= 0, f"{p}.QuantDelay", "must be >= 0 steps")
 
-    @property
-    def qmin(self) -> int:
-        return 1 if self.narrow_range else 0
-
-    @property
-    def qmax(self) -> int:
-        return self.range
+    qmin = property(lambda self: 1 if self.narrow_range else 0)   # the unsigned grid [qmin, R]
+    qmax = property(lambda self: self.range)
 
 
 @dataclass(frozen=True)
@@ -152,39 +144,43 @@ class _FakeQuant(torch.autograd.Function):
     """:func:`fake_quantize`; dL/dx = dL/dy on lo <= x <= hi, 0 elsewhere."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor,
-                offset: Tensor) -> Tensor:
-        ctx.save_for_backward(x, lo, hi)
+    def forward(ctx: Any, x: Tensor, scale: Bound, lo: Bound, hi: Bound, offset: Bound) -> Tensor:
+        ctx.bounds = None
+        if isinstance(lo, float):     # per layer: the bounds just outside [lo, hi] in x's dtype
+            dtype = torch.empty(0, dtype=x.dtype).numpy().dtype   # (numpy: torch's is slow)
+            ctx.bounds = np.nextafter(np.array([lo, hi], dtype), np.array([-1, 1], dtype)
+                                      * np.inf).tolist()
+        ctx.save_for_backward(x, *(() if ctx.bounds else (lo, hi)))
         return fake_quantize(x, scale, lo, hi, offset)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.bounds is not None:    # hardtanh_backward passes grad on lo' < x < hi' (strict)
+            x = ctx.saved_tensors[0]
+            return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None, None, None, None
         x, lo, hi = ctx.saved_tensors
-        if lo.numel() == 1 and not x.is_cuda:
-            # hardtanh_backward passes grad where lo' < x < hi' (strict): one fused pass
-            lo_s = torch.nextafter(lo, lo - 1).item()
-            hi_s = torch.nextafter(hi, hi + 1).item()
-            return torch.ops.aten.hardtanh_backward(grad, x, lo_s, hi_s), None, None, None, None
         return grad * ((x >= lo) & (x <= hi)), None, None, None, None
 
 
-def fake_quantize(x: Tensor, scale: Tensor, lo: Tensor, hi: Tensor, offset: Tensor) -> Tensor:
-    """The spec's y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo, written (r + offset)*scale
-    with offset = qmin - zp (lo = offset*scale): one rounding, y = (q - zp)*scale exactly.
-    ``scale``/``lo``/``hi``/``offset`` broadcast on x (x's dtype)."""
-    v = torch.maximum(torch.minimum(x, hi), lo).sub_(lo).div_(scale)   # in [0, qmax - qmin]
-    r = torch.round(v)
-    r.add_(v.sub_(r) == 0.5)          # v >= 0: a tie rounded down to even goes up (away)
-    return r.add_(offset).mul_(scale)
+def fake_quantize(x: Tensor, scale: Bound, lo: Bound, hi: Bound, offset: Bound) -> Tensor:
+    """The spec's y = round((clamp(x, lo, hi) - lo)/scale)*scale + lo as (r + offset)*scale with
+    offset = qmin - zp = lo/scale: one rounding, y = (q - zp)*scale exactly (x's dtype)."""
+    if isinstance(lo, float):                   # per layer: scalar kernels, one clamp pass
+        v = torch.clamp(x, lo, hi)
+    else:
+        v = torch.maximum(torch.minimum(x, hi), lo)
+    v = v.sub_(lo).div_(scale)                              # in [0, qmax - qmin]
+    # v >= 0: round half away = floor(v) + floor(2 frac(v)), exact, float kernels only (this
+    # CPU build's boolean kernels are much slower)
+    r = torch.floor(v)
+    return v.sub_(r).mul_(2).floor_().add_(r).add_(offset).mul_(scale)
 
 
 def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
     """[C] -> shape broadcasting on axis ``dim`` of an ``ndim``-d tensor ([1] stays scalar)."""
-    if t.numel() == 1:
-        return t.reshape(())
     shape = [1] * ndim
     shape[dim] = -1
-    return t.reshape(shape)
+    return t.reshape(()) if t.numel() == 1 else t.reshape(shape)
 
 
 def channel_min_max(x: Tensor, dim: int | None) -> tuple[Tensor, Tensor]:
@@ -203,6 +199,7 @@ class _SimQAT:
     # channel axis of the quantized tensor (weights 0, activations 1); INITIAL > 0: the range
     # [-INITIAL, INITIAL] counts as tracked (the EMA starts there)
     AXIS, FILE_TAG, INITIAL = 0, "", 0.0
+    SYNC_OPS = {"min": "MIN", "max": "MAX"}  # issue 14 (n2q.train.ddp): global batch ranges
 
     def __init__(self, settings: SimQATSettings | None = None, **fields: Any) -> None:
         super().__init__(settings, **fields)
@@ -255,8 +252,11 @@ class _SimQAT:
         if not self.quantizing:
             return x
         scale, zp, lo, hi = self._nudged(like)
-        args = [_along(t.to(x.dtype), self.AXIS, x.dim())
-                for t in (scale, lo, hi, self.settings.qmin - zp)]
+        params = (scale, lo, hi, self.settings.qmin - zp)
+        if scale.numel() == 1:    # Python floats (rounded to x's dtype by each kernel)
+            args = torch.stack(params).to(x.dtype).reshape(-1).tolist()
+        else:
+            args = [_along(t.to(x.dtype), self.AXIS, x.dim()) for t in params]
         if not torch.is_grad_enabled() or not x.requires_grad:
             return fake_quantize(x, *args)
         return _FakeQuant.apply(x, *args)
@@ -328,7 +328,7 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
     AXIS, FILE_TAG = 0, "QWeight"
 
     def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)            # untracked: the weight's own range
+        super().__init__(*args, **kw)
         self._bn = Shared(None)                 # the folded BatchNorm cell (not a submodule)
 
     def bind(self, cell: Any, net: Any) -> None:
@@ -356,10 +356,13 @@ class SimQATWeight(_SimQAT, WeightQuantizer):
         self._bn = Shared(bn)
         bn.folded_into = cell.name if fold == "TwoConv" else None
 
+    # protocol attribute read by the fusion: the weight grid holds w*gamma/sigma already
+    folds_batchnorm = property(lambda self: self.settings.fold_bn != "0")
+
     def _bn_cell(self) -> Any:
         if self._bn.value is None:
-            raise UserError(f"QWeight.FoldBN={self.settings.fold_bn}: the quantizer is not bound "
-                            "to its BatchNorm (call bind(cell, net) after building the network)")
+            raise UserError(f"QWeight.FoldBN={self.settings.fold_bn}: not bound to its BatchNorm "
+                            "(call bind(cell, net) after building the network)")
         return self._bn.value
 
     def _folded(self, w: Tensor) -> Tensor:

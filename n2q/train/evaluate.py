@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from n2q.train import ddp  # issue 14: sharded evaluation
+from n2q.train import distributed as dist  # issue 14
 from n2q.train.metrics import ConfusionMatrix, final_block, percent, top_n_correct
 from n2q.train.progress import Progress
 from n2q.train.reports import SuccessLog
@@ -62,15 +64,16 @@ def evaluate(ctx: RunContext, partition: str, *, net: Any = None, limit: int | N
     progress = Progress(total, desc or partition, ctx.report_every)
     try:
         loader = ctx.sp.loader(partition, shuffle=False, limit=limit, indices=indices,
-                               with_ids=True)
+                               with_ids=True, shard=dist.shard("eval"))
         for x, labels, ids in loader:
-            outs = model(x.to(ctx.device, ctx.dtype, non_blocking=True))
+            outs = model(ddp.to_device(x, ctx.device, ctx.dtype))
             for t in ctx.targets:
                 _score_batch(ctx.sp, t, outs[t.cell], labels, ids, results[t.section])
-            progress.update(len(labels))
+            progress.update(len(labels) * dist.current().world)
     finally:
         progress.close()
         model.train(was_training)
+    dist.reduce_scores(results, ctx.sp, partition)  # issue 14: each rank scored its shard
     return results
 
 

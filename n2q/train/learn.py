@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from n2q.errors import UserError, notice
+from n2q.train import ddp  # issue 14: data-parallel learning, GPU fast path
+from n2q.train import distributed as dist  # issue 14
 from n2q.train.context import RunContext
 from n2q.train.evaluate import evaluate, write_partition_reports
 from n2q.train.lifecycle import Lifecycle, calibrate, run_plan
@@ -66,6 +68,7 @@ class Learner:
         self.pending_lines: list[str] = []
         optimizer.on_rate_change = self.pending_lines.append
         self.lifecycle = Lifecycle(ctx.net)
+        self.model = ddp.wrap(ctx.net)  # DDP (several processes), compiled step (-compile)
 
     # -- state -----------------------------------------------------------------------------------
     def progress_state(self) -> dict[str, Any]:
@@ -115,7 +118,7 @@ class Learner:
                 t.report.defer_plots = False
         for t in self.ctx.targets:
             t.report.flush_plots()
-        if self.ctx.bench:
+        if self.ctx.bench and dist.current().is_main:
             write_timings(self.ctx.workdir, self.timings)
         return self.ctx.workdir / "weights_validation" if self.has_validation else None
 
@@ -129,8 +132,9 @@ class Learner:
             total, done = self.plan.epochs, self.epoch
         else:
             total, done = math.ceil(self.plan.stimuli / size), self.stimuli // size
-        self.lifecycle.plan(run_plan(total, done, size, self.ctx.sp.batch_size,
-                                     self.opt.iteration_size), self.opt.steps)
+        world = dist.current().world  # issue 14: the global batch of all ranks
+        self.lifecycle.plan(run_plan(total, done, size, self.ctx.sp.batch_size * world,
+                                     self.opt.iteration_size, world_size=world), self.opt.steps)
 
     def _calibrate_after(self, epochs: range) -> None:
         """The calibration pass after the epochs just completed, when a quantizer asks."""
@@ -146,7 +150,8 @@ class Learner:
             return
         for epoch in range(self.epoch, n):
             self.lifecycle.start_epoch(epoch + 1)
-            loader = self.ctx.sp.loader("Learn", shuffle=True, epoch=epoch, with_ids=True)
+            loader = self.ctx.sp.loader("Learn", shuffle=True, epoch=epoch, with_ids=True,
+                                        shard=dist.shard())
             self._learn_batches(loader, self._learn_size(), f"Epoch {epoch + 1}/{n}")
             self.epoch = epoch + 1
             self._calibrate_after(range(self.epoch, self.epoch + 1))
@@ -169,7 +174,7 @@ class Learner:
             rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, index, 0x1EA4])
             positions = rng.integers(0, size, size=count).tolist()
             loader = self.ctx.sp.loader("Learn", shuffle=False, indices=positions,
-                                        with_ids=True)
+                                        with_ids=True, shard=dist.shard())
             self._learn_batches(loader, count, f"Learn {self.stimuli + count}/{n}")
             self._log_point()
 
@@ -179,13 +184,13 @@ class Learner:
         data_time = step_time = 0.0
         t0 = synced = time.perf_counter()
         try:
-            for x, labels, ids in loader:
+            for k, (x, labels, ids) in enumerate(loader):
                 t1 = time.perf_counter()
                 if not self.plan.epochs:
                     self.lifecycle.start_epoch(self.stimuli // self._learn_size() + 1)
-                loss = self._train_batch(x, labels, ids)
+                n = dist.batch_stimuli(k, total, len(labels), self.ctx.sp.batch_size)  # global
+                loss = self._train_batch(x, labels, ids, n)
                 losses.append(loss)
-                n = len(labels)
                 self.stimuli += n
                 self.batches += 1
                 if not self.plan.epochs:
@@ -211,16 +216,18 @@ class Learner:
         self.timings.append((self.batches, self.stimuli, data_time, step_time))
 
     def _train_batch(self, x: torch.Tensor, labels: torch.Tensor,
-                     ids: torch.Tensor) -> torch.Tensor:
+                     ids: torch.Tensor, n_global: int) -> torch.Tensor:
         dev = self.ctx.device
-        x = x.to(dev, self.ctx.dtype, non_blocking=True)
+        x = ddp.to_device(x, dev, self.ctx.dtype)
         y = labels.to(dev, non_blocking=True)
-        outs = self.ctx.net(x)
-        classes = {t.section: t.map_labels(y) for t in self.ctx.targets}
-        loss = sum(t.loss(outs[t.cell], classes[t.section]) for t in self.ctx.targets)
-        loss.backward()
+        with ddp.step_context(self.model, self.opt):  # no all-reduce while accumulating
+            outs = self.model(x)
+            classes = {t.section: t.map_labels(y) for t in self.ctx.targets}
+            loss = sum(t.loss(outs[t.cell], classes[t.section]) for t in self.ctx.targets)
+            (loss * dist.loss_weight(len(labels), n_global)).backward()
         self.opt.step()
         self.lifecycle.after_optimizer(self.opt.steps)
+        ddp.after_step(self.ctx.net, self.batches == 0)  # quantizer state equal on all ranks
         with torch.no_grad():
             for t in self.ctx.targets:
                 yt = classes[t.section]
@@ -292,20 +299,27 @@ class Learner:
         from n2q.io.weights import save_weights
 
         self._sync_success()
-        for t in self.ctx.targets:
+        ddp.consistent(self.ctx.net)  # issue 14: one model on every rank
+        for t in self.ctx.targets:  # learning success: rank 0's shard; confusion: all ranks
             t.report.write_success("learning", self.success[t.section])
-            t.report.write_confusion("learning", self.tally.confusion(t))
-            t.report.write_misclassified("learning", self.tally.misclassified(self.ctx.sp, t))
+            cm = self.tally.confusion(t)
+            cm.counts = dist.sum_counts(cm.counts)
+            t.report.write_confusion("learning", cm)
+            t.report.write_misclassified(
+                "learning", dist.gather_rows(self.tally.misclassified(self.ctx.sp, t)))
         self.tally.reset()
         if not self.has_validation:
-            save_weights(self.ctx.net, self.ctx.workdir / "weights")
-            self.save_state("net_state")
-            print("    'weights' saved!")
-            return
-        self._validate(save_weights)
-        # the latest full state beside the best one (N2D2's net_state/): -l net_state resumes
-        # from this log point, not from the last best one
-        self.save_state("net_state")
+            if dist.current().is_main:
+                save_weights(self.ctx.net, self.ctx.workdir / "weights")
+                self.save_state("net_state")
+                print("    'weights' saved!")
+        else:
+            self._validate(save_weights)
+            # the latest full state beside the best one (N2D2's net_state/): -l net_state
+            # resumes from this log point, not from the last best one
+            if dist.current().is_main:
+                self.save_state("net_state")
+        dist.barrier()  # issue 14: the other ranks may read what rank 0 just wrote
 
     def _validate(self, save_weights: Any) -> None:
         results = evaluate(self.ctx, "Validation", desc="Validation")
@@ -319,9 +333,10 @@ class Learner:
         if is_better(metric, score, self.best):
             self.best = score
             print(f"+++ BEST validation score: {percent(score)}% [{metric}]")
-            save_weights(self.ctx.net, self.ctx.workdir / "weights_validation")
-            print("    'weights_validation' saved!")
-            self.save_state("net_state_validation")
+            if dist.current().is_main:  # issue 14: rank 0 writes
+                save_weights(self.ctx.net, self.ctx.workdir / "weights_validation")
+                print("    'weights_validation' saved!")
+                self.save_state("net_state_validation")
             for t in self.ctx.targets:
                 write_partition_reports(t, "validation", results[t.section])
         else:

@@ -61,7 +61,8 @@ class Lifecycle:
 
 
 def run_plan(total_epochs: int, start_epoch: int, learn_size: int, batch_size: int,
-             iteration_size: int, batches_per_epoch: int | None = None) -> RunPlan:
+             iteration_size: int, batches_per_epoch: int | None = None,
+             world_size: int = 1) -> RunPlan:
     """The RunPlan of a run: steps per epoch = the batches of one epoch (default: a pass over
     Learn) / IterationSize (the smallest of the network's groups: the one that steps most
     often)."""
@@ -69,7 +70,8 @@ def run_plan(total_epochs: int, start_epoch: int, learn_size: int, batch_size: i
         batches_per_epoch = math.ceil(learn_size / batch_size)
     return RunPlan(total_epochs=total_epochs, start_epoch=start_epoch, learn_size=learn_size,
                    batch_size=batch_size,
-                   steps_per_epoch=max(1, batches_per_epoch // max(1, iteration_size)))
+                   steps_per_epoch=max(1, batches_per_epoch // max(1, iteration_size)),
+                   world_size=world_size)  # batch_size: all ranks together (issue 14)
 
 
 def is_batchnorm(cell: Any) -> bool:

@@ -36,9 +36,10 @@ from n2q.quant.integer import (
 )
 
 
-def weight_integers(cell: Any) -> tuple[Tensor, float]:
+def weight_integers(cell: Any) -> tuple[Tensor, float | Tensor]:
     """(W' [weight's shape] integer-valued float64, masked; step) of a Conv/Fc whose weight
-    quantizer has a per-layer grid: the cell's forward weight is W' * step.
+    quantizer has a per-layer grid, or a per-output-channel one (step [O] float64, SimQAT):
+    the cell's forward weight is W' * step.
 
     Read from the grid: integers k of the fake-quantized weight, divided by the grid's stride
     when every level is a multiple of it (SAT Default with even R: W' = (2n - R) / 2)."""
@@ -52,6 +53,8 @@ def weight_integers(cell: Any) -> tuple[Tensor, float]:
     if mask is not None:
         k = k * mask
     common = grid.stride if grid.qmin % grid.stride == 0 else 1
+    if grid.per_channel:
+        return k / common, grid.scale * common
     return k / common, float(grid.scale) * common
 
 
@@ -126,6 +129,10 @@ def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
     out_channels = w_int.shape[0]
     bias = cell.bias if getattr(cell, "bias", None) is not None else torch.zeros(out_channels)
     out, units_in = step.domain, dict(alpha_in=in_domain.alpha, range_in=in_domain.range)
+    if isinstance(step_w, Tensor) and not out.partial and out.integer:
+        # per-channel weight steps: the Conv + BatchNorm block's per-channel factor (f = 1
+        # without a BatchNorm) carries them
+        return _fuse_conv_bn(net, step, in_domain, w_int, step_w, bias)
     if out.partial or step.bn is None:
         if step.bn is None:  # no BatchNorm: its affine is the identity
             f, shift = torch.ones(out_channels, dtype=torch.float64), torch.zeros(out_channels)
@@ -144,17 +151,27 @@ def _fuse_linear(net: Any, step: Step, in_domain: Domain) -> IntegerLinearLayer:
     return _fuse_conv_bn(net, step, in_domain, w_int, step_w, bias)
 
 
-def _fuse_conv_bn(net: Any, step: Step, in_domain: Domain, w_int: Tensor, step_w: float,
-                  bias: Tensor) -> IntegerLinearLayer:
+def _fuse_conv_bn(net: Any, step: Step, in_domain: Domain, w_int: Tensor,
+                  step_w: float | Tensor, bias: Tensor) -> IntegerLinearLayer:
     """fusion.md "Conv + BatchNorm + activation quantizer": W' = sg * w_int with f the BN
     factor [O] (0 on dead channels) and sg = sign(f). The forward weight w_int * step before
     the BN: BN(z) with z = step * acc / in_units + b is the spec's block with f * step,
     mean / step and b / step for a unit weight scale."""
-    bn = net.cells[step.bn]
-    f, _ = bn_fold_factor(bn)
-    f = torch.where(bn.running_var.detach().double() <= DEAD_VARIANCE, torch.zeros_like(f), f)
-    # the spec's block takes beta and mean apart: a dead channel (f = 0) outputs q(beta)
-    beta, mean = bn.bias.detach().double(), bn.running_mean.detach().double()
+    if step.bn is None:  # a Conv/Fc with per-channel weight steps: the identity affine
+        f = torch.ones(w_int.shape[0], dtype=torch.float64)
+        beta, mean = torch.zeros_like(f), torch.zeros_like(f)
+    else:
+        bn = net.cells[step.bn]
+        f, _ = bn_fold_factor(bn)
+        f = torch.where(bn.running_var.detach().double() <= DEAD_VARIANCE, torch.zeros_like(f),
+                        f)
+        # the spec's block takes beta and mean apart: a dead channel (f = 0) outputs q(beta)
+        beta, mean = bn.bias.detach().double(), bn.running_mean.detach().double()
+        if getattr(net.cells[step.name].weight_quantizer, "folds_batchnorm", False):
+            # the weight grid already holds w * f (SimQAT FoldBN): the BatchNorm is the shift
+            # beta + f * (b - mean) alone
+            beta = beta + f * (bias.detach().double() - mean)
+            f, mean, bias = torch.ones_like(f), torch.zeros_like(f), torch.zeros_like(bias)
     out = step.domain
     rescale = conv_bn_act_rescale(
         f * step_w, beta, mean / step_w, bias.detach().double() / step_w,
@@ -225,10 +242,11 @@ def _nothing_fused(net: Any, steps: list[Step]) -> UserError:
     at the first Conv/Fc's QWeight key that its reason names (else at QWeight)."""
     first = next((s for s in steps if net.cells[s.name].type in LINEAR_TYPES), None)
     if first is None:
-        return UserError("integer fusion: nothing to fuse: the network has no Conv or Fc cell")
-    message = (f"integer fusion: nothing to fuse ({first.name}: {first.reason}): fuse a network "
-               "whose Conv/Fc weights are quantized on an integer grid (e.g. QWeight=SAT with "
-               "ApplyQuantization=1, or QWeight=LSQ) and whose activations have a QAct")
+        return UserError("-qat-fuse (-qat-sat): nothing to fuse: the network has no Conv or "
+                         "Fc cell")
+    message = (f"-qat-fuse (-qat-sat): nothing to fuse ({first.name}: {first.reason}): fuse a "
+               "network whose Conv/Fc weights are quantized on an integer grid (e.g. QWeight=SAT "
+               "with ApplyQuantization=1, or QWeight=LSQ) and whose activations have a QAct")
     section = getattr(net.cells[first.name], "section", None)
     if section is None:
         return UserError(message)

@@ -16,6 +16,7 @@ from n2q.quant.integer import (
     TF32_EXACT,
     Rescale,
     accumulator_dtype,
+    activation_dtype,
     requantize,
     to_float_units,
 )
@@ -56,6 +57,7 @@ class IntegerLinearLayer(nn.Module):
         self.range_out = range_out
         self.low_out, self.zero_point_out = low_out, zero_point_out
         self.zero_point_in = zero_point_in
+        self.fixed: nn.Module | None = None   # n2q.quant.fixedpoint.use_fixed_point
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.activation = activation if activation is not None else nn.Identity()
         self.register_buffer("weight", weight)
@@ -82,6 +84,8 @@ class IntegerLinearLayer(nn.Module):
         files = {f"{stem}_scaling.syntxt": self.scaling}
         if self.clip is not None:
             files[f"{stem}_clip.syntxt"] = self.clip
+        if self.fixed is not None:      # written for integer deployment, derived from B', S'
+            files.update(self.fixed.files(stem))
         return files
 
     def load_file(self, name: str, tensor: Tensor) -> None:
@@ -111,6 +115,9 @@ class IntegerLinearLayer(nn.Module):
         acc = self.accumulate(x_int)
         if self.range_out is None:
             return self.activation(to_float_units(acc, self.rescale))
+        if self.fixed is not None:      # integer-only: int32 bias, (M0, shift) multiplier
+            return self.fixed(acc).to(activation_dtype(self.range_out + self.zero_point_out,
+                                                       self.low_out + self.zero_point_out))
         return requantize(acc, self.rescale, self.range_out, low=self.low_out,
                           zero_point=self.zero_point_out)
 

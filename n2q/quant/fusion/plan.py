@@ -179,8 +179,8 @@ def weight_problem(cell: Any) -> str | None:
     grid = q.integer_grid(cell.weight.detach())
     if grid is None:
         return f"its weight quantizer ({q.extra_repr()}) gives no integer grid"
-    if grid.per_channel or float(grid.zero_point) != 0:
-        return "its weight grid is per channel or has a zero point (not fused)"
+    if (grid.per_channel and grid.axis != 0) or bool((grid.zero_point != 0).any()):
+        return "its weight grid has a zero point or is not per output channel (not fused)"
     return None
 
 
