@@ -193,7 +193,7 @@ def compare(name: str, ini: Path, plain: nn.Module, args: argparse.Namespace) ->
     for side, times in (("n2q  ", n2q_times), ("plain", plain_times)):
         walls = [w for w, _ in times]
         print(f"  {side}: wall {statistics.median(walls):.3f} s/epoch "
-              f"({len(x) / statistics.median(walls):.0f} stimuli/s) "
+              f"({len(x) / statistics.median(walls):.1f} images/s) "
               f"[{', '.join(f'{w:.3f}' for w in walls)}]; CPU "
               f"{statistics.median(c for _, c in times):.3f} s/epoch")
     a = statistics.median(w for w, _ in n2q_times)
