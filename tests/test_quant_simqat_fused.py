@@ -182,7 +182,8 @@ def test_folded_batchnorm_networks_fuse_with_the_batchnorm_as_a_shift(tmp_path, 
         net.train()
         net(random_stimuli(16, 1, SHAPE))
         net.eval()
-    fused, _ = fuse_network(net)
+    fused, float_lines = fuse_network(net)
+    assert float_lines == [] and fused.alias["bn2"] == "conv2"     # fused once, as a shift
     levels, fake_logits, fused_logits = _levels(net, fused, random_stimuli(200, 3, SHAPE))
     for node, (got, ref) in levels.items():
         diff = (got - ref).abs()

@@ -182,7 +182,9 @@ def weight_problem(cell: Any) -> str | None:
         return f"its weight quantizer ({q.extra_repr()}) gives no integer grid"
     if (grid.per_channel and grid.axis != 0) or bool((grid.zero_point != 0).any()):
         return "its weight grid has a zero point or is not per output channel (not fused)"
-    if not _runs_plain_op(q, cell):
+    # a quantizer that folds the following BatchNorm (SimQAT FoldBN) is fused with that
+    # BatchNorm as a shift only (build._fuse_conv_bn)
+    if not _runs_plain_op(q, cell) and not getattr(q, "folds_batchnorm", False):
         return (f"its weight quantizer ({q.extra_repr()}) changes the op beyond its quantized "
                 "weight (e.g. a folded BatchNorm): not fused")
     return None
