@@ -42,6 +42,18 @@ def check_run(ctx: RunContext, options: Options, seed_file: bool) -> None:
         check_stimulus_size(ctx, partition)
     if options.test and options.qat_sat:
         check_fusable(ctx.net)
+        check_integer_input(ctx)
+
+
+def check_integer_input(ctx: RunContext) -> None:
+    """-qat-fuse takes 8-bit images in [0, 1] as integers 0..255: refuse stimuli that are not
+    (a Normalize would be silently dropped, and every prediction changed)."""
+    reason = ctx.sp.float_stimuli("Test")
+    if reason is not None:
+        raise UserError(f"-qat-fuse/-qat-sat: {reason}, but the integer network takes 8-bit "
+                        "images in [0, 1] as the integers 0..255: remove that transformation "
+                        "to fuse (the first layer learns the scaling), or test without fusion",
+                        file=ctx.cfg.path)
 
 
 def check_stimulus_size(ctx: RunContext, partition: str) -> None:

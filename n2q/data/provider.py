@@ -150,6 +150,23 @@ class StimuliProvider:
             steps.append(Step(group, APPLY_TO["All"], False, group.section))
         return steps
 
+    def float_stimuli(self, partition: str = "Test") -> str | None:
+        """Why the stimuli of ``partition`` are not 8-bit images mapped to [0, 1], or None when
+        they are. Integer fusion feeds its first layer round(255 x): exact for such stimuli
+        only (a Normalize or RangeAffine output has a fractional zero point and scale)."""
+        if self.signed:
+            return f"[{self.name}] DataSignedMapping=1 maps the images to [-1, 1]"
+        if self.q_levels:
+            return f"[{self.name}] QuantizationLevels={self.q_levels} re-quantizes the stimuli"
+        for step in self.steps_for(partition):
+            group = getattr(step.transformation, "chains", None)   # a ChannelGroup
+            inner = [t for chain in group.values() for t in chain] if group else [
+                step.transformation]
+            for t in inner:
+                if getattr(t, "FLOAT_OUTPUT", False):
+                    return f"[{t.section.name}] {t.TYPE} gives float stimuli"
+        return None
+
     # -- public API ----------------------------------------------------------------------------
     @property
     def labels(self) -> list[str]:
