@@ -5,9 +5,7 @@ Each node's output has a :class:`Domain`: integers q for the float value (q - z)
 float. The provider's [0, 1] input is the integer domain (1/255, [0, 255]). A residual branch (a
 Conv, + a BatchNorm without QAct, feeding only a fusable Sum, as in the zoo's ResNet-18 v1)
 outputs partial sums in the Sum's level units; a global Average pool outputs the exact integer
-sum of its window in the finer domain (scale / (H*W)). A cell the fusion does not cover stays
-float (reported in one line).
-"""
+sum of its window in the finer domain (scale / (H*W)). Uncovered cells stay float (reported)."""
 
 from __future__ import annotations
 
