@@ -309,6 +309,29 @@ def test_two_ranks_of_32_learn_what_one_process_of_64_learns(tmp_path: Path) -> 
     assert runs[0].stdout.split("Final recognition rate: ")[1].split("%")[0] == rate
 
 
+SLB = ("QWeight=SLB\nQWeight.Range=3\nQWeight.TStartTime=0\nQWeight.TEndTime=0.5\n"
+       "QWeight.TFactor=2\n")
+
+
+@pytest.mark.slow
+def test_slb_on_two_ranks_learns_what_one_process_learns(tmp_path: Path) -> None:
+    """SLB replaces fc1's float weight by logits: the float weight never gets a gradient, and
+    after t_end (epoch 2 of 2) neither do the logits. DDP must accept parameters without
+    gradient there; 2 x 32 then learns what 1 x 64 learns (logits and one-hot weights)."""
+    data = _tiny_data(tmp_path)
+    one, rank0, rank1 = _dirs(tmp_path, "one", "rank0", "rank1")
+    args = ("-learn-epoch", 2, "-seed", 5)
+    ref = _n2q(one, data, _write_ini(tmp_path / "b64", batch=64, name="net.ini", quant=SLB),
+               *args)
+    assert ref.returncode == 0, ref.stderr
+    runs = _ranks([rank0, rank1], data,
+                  _write_ini(tmp_path / "b32", batch=32, name="net.ini", quant=SLB), *args)
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    mine, ref_weights = _weights(rank0 / "weights"), _weights(one / "weights")
+    assert "fc1_SLB_logits.syntxt" in mine
+    _close(mine, ref_weights, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_sync_batchnorm_matches_the_global_batch(tmp_path: Path) -> None:
     """-sync-bn: the batch statistics are those of the 64 stimuli of the global batch.

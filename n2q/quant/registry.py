@@ -120,6 +120,10 @@ class Quantizer(nn.Module):
     # INI sub-keys (``Range`` -> ``"15"``) with which tests/test_quant_registry.py builds a tiny
     # instance on real cells; a method whose defaults do not fit a tiny layer sets them
     TEST_KEYS: ClassVar[dict[str, str]] = {}
+    # Protocol: True when the quantizer's own parameters replace the cell's float weight (SLB's
+    # logits). The solver then learns those instead, the summary counts them, and data-parallel
+    # learning expects parameters that get no gradient (the float weight; logits after t_end).
+    replaces_weight: ClassVar[bool] = False
 
     def __init__(self, settings: QuantizerSettings | None = None, **fields: Any) -> None:
         super().__init__()

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from n2q.quant.protocol import quantizers
 from n2q.train.distributed import current
 
 _STATE = current()
@@ -43,10 +44,14 @@ def wrap(net: torch.nn.Module) -> torch.nn.Module:
             use_sync_batchnorm(net)
         cuda = _STATE.device is not None and _STATE.device.type == "cuda"
         ids = [_STATE.device] if cuda else None
-        # buffers: rank 0's once at construction, never at each forward
-        model = (DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False)
+        # buffers: rank 0's once at construction, never at each forward; a quantizer that
+        # replaces its cell's weight (SLB) leaves parameters without gradient: DDP must look
+        unused = any(getattr(q, "replaces_weight", False) for _, q in quantizers(net))
+        model = (DistributedDataParallel(net, device_ids=ids, forward_sync_buffers=False,
+                                         find_unused_parameters=unused)
                  if "forward_sync_buffers" in _DDP_ARGS else
-                 DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False))
+                 DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False,
+                                         find_unused_parameters=unused))
     if _STATE.compile:
         model = torch.compile(model)
     return model
