@@ -15,6 +15,7 @@ from torch import nn
 
 from n2q.config import Section
 from n2q.errors import did_you_mean, notice
+from n2q.shared import Shared
 
 Shape = tuple[int, int, int]  # (C, H, W) of one example
 
@@ -26,19 +27,6 @@ COMMON_KEYS = frozenset({"Input", "Type", "ConfigSection", "Model", "DataType"})
 # Key families read by other packages (quantizers, solvers): accepted, not validated here.
 FOREIGN_PREFIXES = ("QWeight", "QAct", "Solvers", "WeightsSolver", "BiasSolver",
                     "ScaleSolver")
-
-
-class Shared:
-    """A reference that deep copies share: a cell's INI section (a description, not state)
-    is not duplicated, with the whole Config behind it, by ``copy.deepcopy(cell)``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __deepcopy__(self, memo: dict) -> Shared:
-        return self
 
 
 def register_cell(type_name: str) -> Callable[[type[Cell]], type[Cell]]:

@@ -14,8 +14,9 @@ from torch import nn
 
 from n2q.config import Config, Section, read_globals
 from n2q.errors import UserError, did_you_mean, too_large
-from n2q.net.base import CELL_TYPES, Cell, Shape, Shared
+from n2q.net.base import CELL_TYPES, Cell, Shape
 from n2q.net.target_sections import Target, read_targets
+from n2q.shared import Shared
 
 PROVIDER_NAMES = ("sp", "env")
 SPIKING_ENV_KEYS = ("StimulusType", "PeriodMin", "PeriodMeanMin", "PeriodMeanMax",

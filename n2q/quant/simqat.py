@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from n2q.errors import UserError
-from n2q.net.base import Shared
 from n2q.quant.protocol import IntegerGrid, QuantizedWeight
 from n2q.quant.registry import (
     ActQuantizer,
@@ -28,6 +27,7 @@ from n2q.quant.registry import (
     register_weight,
     weight_keys,
 )
+from n2q.shared import Shared
 
 FOLD_CHOICES = ("0", "OneConv", "TwoConv")
 INITIAL_ACT_RANGE = 6.0           # spec: [-6, 6] before the first activation batch
