@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from n2q.cli import parse_args  # noqa: E402
 from n2q.run import build_context, load_network_file, seed_everything  # noqa: E402
 from n2q.train import distributed  # noqa: E402
-from n2q.train.loop import Learner, LearnPlan  # noqa: E402
+from n2q.train.learn import Learner, LearnPlan  # noqa: E402
 from n2q.train.solvers import make_optimizer  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Seeding, the learning-loop helper and scoring, for networks built with the Python API.
 
-:func:`learn` runs n2q's own learning loop (``n2q.train.loop.Learner``), the one behind
+:func:`learn` runs n2q's own learning loop (``n2q.train.learn.Learner``), the one behind
 ``n2q NET.ini -learn-epoch N``: same optimizer and solver keys, same data order, same files
 (``weights_validation/``, the target folders). With the same seed, a network built in Python
 learns exactly what the same INI learns. The plain PyTorch alternative needs none of this:
@@ -50,7 +50,7 @@ def _device(device: str | Any) -> Any:
 def context(net: Any, *, workdir: str | Path = ".", device: str | Any = None,
             metric: str = "Sensitivity", report_every: int = 100) -> Any:
     """The RunContext of n2q's loop for ``net`` (a :class:`n2q.Network` with a provider)."""
-    from n2q.train.loop import RunContext
+    from n2q.train.context import RunContext
     from n2q.train.metrics import METRICS
     from n2q.train.targets import make_targets
 
@@ -97,7 +97,7 @@ def learn(net: Any, *, epochs: int = 0, stimuli: int = 0, log_epoch: int = 1,
     solver settings changed between two calls are taken into account. ``device``: None for
     the first GPU when there is one, else as ``-dev`` ("cpu", "0"). Returns the folder
     holding the best weights (None: the last weights are the result)."""
-    from n2q.train.loop import Learner, LearnPlan
+    from n2q.train.learn import Learner, LearnPlan
     from n2q.train.solvers import make_optimizer
 
     if (epochs > 0) == (stimuli > 0) or epochs < 0 or stimuli < 0:
@@ -116,7 +116,7 @@ def test(net: Any, partition: str = "Test", *, workdir: str | Path = ".",
          device: str | Any = None, model: Any = None) -> dict[str, float]:
     """Score ``partition``: {target section: recognition rate in [0, 1]}. ``model``: another
     module returning the same target dict (the fused network of :meth:`Network.fuse`)."""
-    from n2q.train.loop import evaluate
+    from n2q.train.evaluate import evaluate
 
     ctx = context(net, workdir=workdir, device=device)
     if ctx.sp.partition_sizes().get(partition, 0) == 0:
