@@ -58,7 +58,7 @@ def build_act_quantizer(sec: Any, cell: Any = None) -> ActQuantizer | None:
 
 
 def _check_integer_support(sec: Any, cell: Any, wq: WeightQuantizer) -> None:
-    """Mode=Integer needs a cell whose op rescales its output by ``output_scale`` (through
+    """Mode=Integer needs a cell whose op rescales its output by the ``QuantizedWeight.scale`` (through
     :func:`n2q.quant.apply_weight_op`); cells declare it with ``INTEGER_WEIGHTS = True``.
     Refuse rather than silently run integer weights without the rescale."""
     if wq.integer and not getattr(cell, "INTEGER_WEIGHTS", False):
