@@ -58,8 +58,8 @@ def build_act_quantizer(sec: Any, cell: Any = None) -> ActQuantizer | None:
 
 
 def _check_integer_support(sec: Any, cell: Any, wq: WeightQuantizer) -> None:
-    """Mode=Integer needs a cell whose op rescales its output by the ``QuantizedWeight.scale`` (through
-    :func:`n2q.quant.apply_weight_op`); cells declare it with ``INTEGER_WEIGHTS = True``.
+    """Mode=Integer needs a cell whose op rescales its output by ``QuantizedWeight.scale``
+    (through :func:`n2q.quant.apply_weight_op`); cells declare it with ``INTEGER_WEIGHTS = True``.
     Refuse rather than silently run integer weights without the rescale."""
     if wq.integer and not getattr(cell, "INTEGER_WEIGHTS", False):
         raise sec.error("QWeight.Mode", f"Mode=Integer is not available for {cell.type} cells "
